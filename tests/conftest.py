@@ -1,0 +1,67 @@
+"""Markers that skip with a reason when a GPU, TensorRT or nvcc is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def _cuda_reason() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU on this machine"
+    return None
+
+
+def _tensorrt_reason() -> str | None:
+    cuda = _cuda_reason()
+    if cuda:
+        return cuda
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT is not installed (pip install tensorrt from NVIDIA's index)"
+    try:
+        import tensorrt as trt
+
+        trt.Builder(trt.Logger(trt.Logger.ERROR))
+    except Exception as exc:  # the lean runtime alone has no builder
+        return f"TensorRT's builder is unavailable: {exc}"
+    return None
+
+
+def _nvcc_reason() -> str | None:
+    from toolchain.plugin import find_nvcc
+
+    if find_nvcc() is None:
+        return "nvcc (the CUDA toolkit) is not installed"
+    if shutil.which("cmake") is None:
+        return "cmake is not installed"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reasons = {}
+    checks = {"needs_cuda": _cuda_reason, "needs_tensorrt": _tensorrt_reason, "needs_nvcc": _nvcc_reason}
+    for item in items:
+        for marker, check in checks.items():
+            if marker in item.keywords:
+                if marker not in reasons:
+                    reasons[marker] = check()
+                if reasons[marker]:
+                    item.add_marker(pytest.mark.skip(reason=f"{marker}: {reasons[marker]}"))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--regen-golden", action="store_true", default=False,
+                     help="rewrite the golden files under models/golden instead of comparing with them")
+
+
+@pytest.fixture
+def regen_golden(request) -> bool:
+    return bool(request.config.getoption("--regen-golden")) or os.environ.get("TOOLCHAIN_REGEN_GOLDEN") == "1"

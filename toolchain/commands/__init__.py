@@ -1,0 +1,1 @@
+"""Click commands; each module owns one command and imports heavy libraries inside it."""

@@ -1,0 +1,1 @@
+"""TensorRT: engine building, manifests and the runtime. Imports tensorrt lazily."""
