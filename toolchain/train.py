@@ -100,7 +100,7 @@ def run_epoch(model, loader, device, *, optimizer=None, scaler=None, amp=False, 
                 scaler.update()
             c1, c5 = topk_correct(logits.detach().float(), labels)
             total += len(labels)
-            loss_sum += float(loss) * len(labels)
+            loss_sum += float(loss.detach()) * len(labels)
             correct1 += c1
             correct5 += c5
             if progress is not None:
@@ -145,7 +145,11 @@ def run_training(config: TrainConfig) -> TrainResult:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    bundle = load_dataset(config.dataset, image_size=config.image_size, in_channels=config.in_channels,
+    from toolchain.data import DEFAULT_IMAGE_SIZE
+
+    image_size = config.image_size or max(DEFAULT_IMAGE_SIZE.get(config.dataset.split(":", 1)[0], 224),
+                                          spec.min_image_size)
+    bundle = load_dataset(config.dataset, image_size=image_size, in_channels=config.in_channels,
                           data_dir=config.data_dir, seed=config.seed, val_fraction=config.val_fraction,
                           hflip=config.hflip)
     num_classes = len(bundle.classes)

@@ -48,7 +48,7 @@ VARIANTS: dict[str, VariantSpec] = {
         description="d2l.ai Fashion-MNIST network: 1x224x224 input, 10 classes, no LRN",
         builder=d2l, in_channels=1, num_classes=10, image_size=224,
         mean=(0.2860,), std=(0.3530,),
-        expected_params=46_764_746, expected_gflop=1.876, categories=FASHION_MNIST_CLASSES,
+        expected_params=46_764_746, expected_gflop=1.876, categories=FASHION_MNIST_CLASSES, min_image_size=65,
     ),
 }
 

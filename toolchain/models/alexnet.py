@@ -44,7 +44,7 @@ def _check_feature_size(variant: str, image_size: int, side: int) -> int:
     if side < 1:
         raise ToolchainError(
             f"input size {image_size} is too small for the {variant} variant",
-            hint="use an input size of at least 64 (63 for d2l)",
+            hint="use an input size of at least 63 (65 for d2l)",
         )
     return side
 
@@ -226,6 +226,7 @@ class VariantSpec:
     categories: tuple[str, ...] | None = None
     lrn: tuple[LRNParams, ...] = field(default_factory=tuple)
     pretrained: tuple[str, ...] = ()
+    min_image_size: int = 63
 
 
 def _imagenet_categories() -> tuple[str, ...] | None:
