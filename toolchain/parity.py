@@ -1,0 +1,422 @@
+"""Accuracy parity: a candidate backend against eager PyTorch on the same inputs.
+
+Tolerances are data (:class:`Tolerances`, one default per precision, per-output
+overrides). :func:`compare_outputs` measures everything about one output and runs
+every check; :func:`run_parity` feeds the same batches to both runners at each
+batch size and collects the comparisons into a :class:`ParityReport`, whose
+:meth:`~ParityReport.raise_if_failed` raises :class:`ParityError` naming every
+failed check, after all of them ran.
+
+Checks per (batch size, output):
+  ``finite``          the candidate has no NaN/Inf (where the reference has none)
+  ``allclose``        every element satisfies |cand - ref| <= atol + rtol * |ref|
+  ``cosine``          per-sample cosine similarity, minimum >= min_cosine
+  ``top1_agreement``  fraction of samples with the same argmax >= min_top1_agreement
+  ``accuracy_drop``   reference top-1 accuracy - candidate's <= max_accuracy_drop (labels only)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolchain.errors import ToolchainError
+
+
+class ParityError(ToolchainError):
+    """A candidate backend's outputs differ from the reference beyond tolerance."""
+
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    atol: float
+    rtol: float
+    min_cosine: float
+    min_top1_agreement: float
+    max_accuracy_drop: float
+
+    def replace(self, **changes) -> "Tolerances":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ToolchainError(f"unknown tolerance field(s) {', '.join(sorted(unknown))}",
+                                 hint=f"known: {', '.join(f.name for f in dataclasses.fields(self))}")
+        for key, value in changes.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                    or value < 0:
+                raise ToolchainError(f"tolerance {key} must be a non-negative number, got {value!r}")
+        return dataclasses.replace(self, **{k: float(v) for k, v in changes.items()})
+
+
+#: Defaults per candidate precision. FP32: the issue's acceptance (max abs logit error
+#: < 1e-4, >= 99.9 % top-1 agreement). FP16: FP16 weights/activations (~1e-3
+#: relative rounding per layer) against the FP32 reference.
+DEFAULT_TOLERANCES = {
+    "fp32": Tolerances(atol=1e-4, rtol=0.0, min_cosine=0.99999, min_top1_agreement=0.999, max_accuracy_drop=0.001),
+    "fp16": Tolerances(atol=2e-2, rtol=2e-2, min_cosine=0.999, min_top1_agreement=0.99, max_accuracy_drop=0.01),
+}
+
+
+def load_tolerances(precision: str, *, file=None, outputs=("logits",), **overrides) -> dict[str, Tolerances]:
+    """Tolerances per output: the precision's default, then ``file``, then explicit overrides.
+
+    The JSON file holds tolerance fields at the top level (all outputs) and/or
+    ``{"outputs": {"logits": {...}}}`` per output.
+    """
+    if precision not in DEFAULT_TOLERANCES:
+        raise ToolchainError(f"unknown precision {precision!r}", hint=f"choose {', '.join(DEFAULT_TOLERANCES)}")
+    base = DEFAULT_TOLERANCES[precision]
+    per_output: dict = {}
+    if file is not None:
+        from toolchain.io import require_file
+
+        path = require_file(file, "tolerances file")
+        try:
+            data = json.loads(Path(path).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ToolchainError(f"tolerances file {path} is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ToolchainError(f"tolerances file {path} must hold a JSON object")
+        per_output = data.pop("outputs", {}) or {}
+        base = base.replace(**data)
+    explicit = {key: value for key, value in overrides.items() if value is not None}
+    result = {}
+    for name in outputs:
+        tol = base.replace(**per_output.get(name, {}))
+        result[name] = tol.replace(**explicit)
+    unknown = set(per_output) - set(outputs)
+    if unknown:
+        raise ToolchainError(f"tolerances given for unknown output(s) {', '.join(sorted(unknown))}",
+                             hint=f"outputs: {', '.join(outputs)}")
+    return result
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    value: float | None
+    limit: float | None
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class OutputComparison:
+    output: str
+    batch_size: int
+    samples: int
+    metrics: dict
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+    def to_dict(self) -> dict:
+        return {"output": self.output, "batch_size": self.batch_size, "samples": self.samples,
+                "passed": self.passed, "metrics": self.metrics, "checks": [c.to_dict() for c in self.checks]}
+
+
+def _quantiles(values, qs=(0.5, 0.9, 0.99)) -> dict:
+    import numpy as np
+
+    if values.size == 0:
+        return {f"p{int(q * 100)}": 0.0 for q in qs}
+    return {f"p{int(q * 100)}": float(np.quantile(values, q)) for q in qs}
+
+
+def _topk_hits(logits, labels, k: int):
+    import numpy as np
+
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return (top == labels[:, None]).any(axis=1)
+
+
+def compare_outputs(reference, candidate, tolerances: Tolerances, *, name: str = "logits", batch_size: int = 0,
+                    labels=None) -> OutputComparison:
+    """Measure ``candidate`` against ``reference`` (same shape) and run every check."""
+    import numpy as np
+
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        check = Check("shape", False, None, None, f"reference {ref.shape} vs candidate {cand.shape}")
+        return OutputComparison(name, batch_size, int(ref.shape[0]) if ref.ndim else 1,
+                                {"reference_shape": list(ref.shape), "candidate_shape": list(cand.shape)}, [check])
+    samples = int(ref.shape[0]) if ref.ndim else 1
+    checks = []
+    ref_finite = np.isfinite(ref)
+    cand_finite = np.isfinite(cand)
+    bad = int((~cand_finite & ref_finite).sum())
+    metrics = {"candidate_nan": int(np.isnan(cand).sum()), "candidate_inf": int(np.isinf(cand).sum()),
+               "reference_nonfinite": int((~ref_finite).sum())}
+    checks.append(Check("finite", bad == 0, float(bad), 0.0,
+                        f"{metrics['candidate_nan']} NaN, {metrics['candidate_inf']} Inf in the candidate"))
+
+    both = ref_finite & cand_finite
+    diff = np.abs(cand - ref)[both]
+    mag = np.abs(ref)[both]
+    rel = diff / np.maximum(mag, np.finfo(np.float32).tiny)
+    metrics.update({
+        "max_abs_error": float(diff.max(initial=0.0)), "mean_abs_error": float(diff.mean()) if diff.size else 0.0,
+        "max_rel_error": float(rel.max(initial=0.0)), "mean_rel_error": float(rel.mean()) if rel.size else 0.0,
+        "abs_error_quantiles": _quantiles(diff), "rel_error_quantiles": _quantiles(rel),
+        "reference_max_abs": float(mag.max(initial=0.0)),
+    })
+    allowed = tolerances.atol + tolerances.rtol * mag
+    over = diff > allowed
+    worst = float((diff - allowed).max(initial=-math.inf)) if diff.size else 0.0
+    checks.append(Check("allclose", not over.any() and bad == 0, float(over.sum()), 0.0,
+                        f"{int(over.sum())} of {diff.size} elements exceed atol={tolerances.atol:g} + "
+                        f"rtol={tolerances.rtol:g}*|ref| (max abs error {metrics['max_abs_error']:.3g}"
+                        + (f", worst excess {worst:.3g})" if over.any() else ")")))
+
+    flat_ref = np.where(both, ref, 0.0).reshape(samples, -1)
+    flat_cand = np.where(both, cand, 0.0).reshape(samples, -1)
+    norms = np.linalg.norm(flat_ref, axis=1) * np.linalg.norm(flat_cand, axis=1)
+    dots = (flat_ref * flat_cand).sum(axis=1)
+    # Two all-zero rows are identical; one zero row against a non-zero one is not.
+    same_zero = (np.linalg.norm(flat_ref, axis=1) == 0) & (np.linalg.norm(flat_cand, axis=1) == 0)
+    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.where(same_zero, 1.0, 0.0))
+    metrics["cosine_min"] = float(cosine.min()) if samples else 1.0
+    metrics["cosine_mean"] = float(cosine.mean()) if samples else 1.0
+    checks.append(Check("cosine", metrics["cosine_min"] >= tolerances.min_cosine, metrics["cosine_min"],
+                        tolerances.min_cosine, "minimum per-sample cosine similarity"))
+
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        ref_top1 = ref.argmax(axis=1)
+        cand_logits = np.where(np.isfinite(cand), cand, -np.inf)
+        cand_top1 = cand_logits.argmax(axis=1)
+        top1 = float((ref_top1 == cand_top1).mean()) if samples else 1.0
+        ref_top5 = np.argsort(-ref, axis=1)[:, :5]
+        cand_top5 = np.argsort(-cand_logits, axis=1)[:, :5]
+        top5 = float(np.mean([set(a) == set(b) for a, b in zip(ref_top5, cand_top5)])) if samples else 1.0
+        metrics.update({"top1_agreement": top1, "top5_agreement": top5,
+                        "top1_disagreements": int((ref_top1 != cand_top1).sum())})
+        checks.append(Check("top1_agreement", top1 >= tolerances.min_top1_agreement, top1,
+                            tolerances.min_top1_agreement,
+                            f"{metrics['top1_disagreements']} of {samples} samples change their top-1 class"))
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)
+            ref_acc = float((ref_top1 == labels).mean())
+            cand_acc = float((cand_top1 == labels).mean())
+            metrics.update({"reference_top1": ref_acc, "candidate_top1": cand_acc,
+                            "reference_top5": float(_topk_hits(ref, labels, 5).mean()),
+                            "candidate_top5": float(_topk_hits(cand_logits, labels, 5).mean()),
+                            "accuracy_drop": ref_acc - cand_acc})
+            checks.append(Check("accuracy_drop", ref_acc - cand_acc <= tolerances.max_accuracy_drop + 1e-12,
+                                ref_acc - cand_acc, tolerances.max_accuracy_drop,
+                                f"top-1 accuracy {ref_acc:.4f} (reference) vs {cand_acc:.4f} (candidate)"))
+    return OutputComparison(name, batch_size, samples, metrics, checks)
+
+
+@dataclass
+class ParityReport:
+    reference: str
+    candidate: str
+    precision: str
+    tolerances: dict[str, Tolerances]
+    comparisons: list[OutputComparison] = field(default_factory=list)
+    inputs: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.comparisons) and all(c.passed for c in self.comparisons)
+
+    def failures(self) -> list[str]:
+        return [f"{c.output}@batch{c.batch_size}: {check.name} ({check.detail})"
+                for c in self.comparisons for check in c.failed]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "reference": self.reference, "candidate": self.candidate,
+                "precision": self.precision, "inputs": self.inputs,
+                "tolerances": {name: dataclasses.asdict(tol) for name, tol in self.tolerances.items()},
+                "comparisons": [c.to_dict() for c in self.comparisons], "failures": self.failures()}
+
+    def raise_if_failed(self) -> None:
+        if not self.comparisons:
+            raise ParityError("no outputs were compared", hint="give some inputs (--dataset or --random)")
+        failures = self.failures()
+        if failures:
+            raise ParityError(f"{self.candidate} differs from {self.reference}: {len(failures)} failed check(s): "
+                              + "; ".join(failures), hint="see the report for every metric")
+
+    def table(self):
+        """Metrics and checks as rows, one column per (output, batch size): fits narrow terminals."""
+        from rich.table import Table
+
+        table = Table(title=f"parity: {self.candidate} vs {self.reference} ({self.precision})")
+        table.add_column("metric")
+        for comp in self.comparisons:
+            table.add_column(f"{comp.output} @ batch {comp.batch_size}", justify="right")
+        rows = [("max abs error", "max_abs_error", ".3g"), ("mean abs error", "mean_abs_error", ".3g"),
+                ("abs error p50/p90/p99", "abs_error_quantiles", None), ("max rel error", "max_rel_error", ".3g"),
+                ("min cosine", "cosine_min", ".7f"), ("top-1 agreement", "top1_agreement", ".4f"),
+                ("top-5 agreement", "top5_agreement", ".4f"), ("reference top-1", "reference_top1", ".4f"),
+                ("candidate top-1", "candidate_top1", ".4f"), ("NaN / Inf", None, None)]
+        for label, key, fmt in rows:
+            cells = []
+            for comp in self.comparisons:
+                m = comp.metrics
+                if key is None:
+                    cells.append(f"{m.get('candidate_nan', '-')} / {m.get('candidate_inf', '-')}")
+                elif key == "abs_error_quantiles":
+                    q = m.get(key)
+                    cells.append("/".join(format(v, ".2g") for v in q.values()) if q else "-")
+                else:
+                    cells.append(format(m[key], fmt) if key in m else "-")
+            if any(cell != "-" for cell in cells):
+                table.add_row(label, *cells)
+        names = list(dict.fromkeys(check.name for comp in self.comparisons for check in comp.checks))
+        for name in names:
+            cells = []
+            for comp in self.comparisons:
+                check = next((c for c in comp.checks if c.name == name), None)
+                cells.append("-" if check is None else "[green]pass[/]" if check.passed else "[bold red]FAIL[/]")
+            table.add_row(f"check {name}", *cells)
+        return table
+
+
+def iter_batches(inputs, batch_size: int, labels=None, *, static_batch: int | None = None):
+    """Yield (feed array, labels or None, valid rows) in order; pads the last batch to ``static_batch``."""
+    import numpy as np
+
+    n = len(inputs)
+    for start in range(0, n, batch_size):
+        chunk = inputs[start:start + batch_size]
+        valid = len(chunk)
+        if static_batch is not None and valid < static_batch:
+            pad = np.zeros((static_batch - valid, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        yield chunk, (None if labels is None else labels[start:start + batch_size]), valid
+
+
+def run_parity(reference, candidate, inputs, *, batch_sizes=(1, 32), labels=None,
+               tolerances: dict[str, Tolerances] | None = None, precision: str = "fp32",
+               input_name: str = "input", progress=None) -> ParityReport:
+    """Run ``reference`` and ``candidate`` (active runners) on ``inputs`` at each batch size."""
+    import numpy as np
+
+    tolerances = tolerances or {"logits": DEFAULT_TOLERANCES[precision]}
+    report = ParityReport(reference=reference.name, candidate=candidate.name, precision=precision,
+                          tolerances=tolerances,
+                          inputs={"samples": int(len(inputs)), "shape": list(inputs.shape[1:]),
+                                  "batch_sizes": list(batch_sizes), "labels": labels is not None})
+    static = candidate.static_batch
+    max_batch = getattr(candidate, "max_batch", None)  # e.g. a TensorRT profile's largest batch
+    too_big = [b for b in batch_sizes if max_batch is not None and b > max_batch]
+    if too_big:
+        raise ToolchainError(f"{candidate.name} takes at most batch {max_batch}, not {too_big[0]}",
+                             hint=f"pass --batch-sizes with sizes <= {max_batch} or rebuild with a larger profile")
+    for batch_size in batch_sizes:
+        if static is not None and batch_size != static:
+            raise ToolchainError(f"{candidate.name} takes only batch {static}, not {batch_size}",
+                                 hint=f"pass --batch-sizes {static} or export with a dynamic batch")
+        ref_parts: dict[str, list] = {}
+        cand_parts: dict[str, list] = {}
+        for chunk, _, valid in iter_batches(inputs, batch_size, static_batch=static):
+            cand_out = candidate.infer({input_name: chunk})
+            # The reference is batch-size independent in exact arithmetic; run it at the same
+            # batch size anyway so both sides see identical calls.
+            ref_out = reference.infer({input_name: chunk[:valid]})
+            for name, value in ref_out.items():
+                ref_parts.setdefault(name, []).append(np.asarray(value)[:valid])
+            for name, value in cand_out.items():
+                cand_parts.setdefault(name, []).append(np.asarray(value)[:valid])
+            if progress:
+                progress(batch_size, valid)
+        for name in sorted(ref_parts):
+            if name not in cand_parts:
+                report.comparisons.append(OutputComparison(name, batch_size, len(inputs), {}, [
+                    Check("present", False, None, None, f"{candidate.name} has no output {name!r}")]))
+                continue
+            tol = tolerances.get(name) or next(iter(tolerances.values()))
+            report.comparisons.append(compare_outputs(np.concatenate(ref_parts[name]),
+                                                      np.concatenate(cand_parts[name]), tol, name=name,
+                                                      batch_size=batch_size, labels=labels))
+    return report
+
+
+# ---- loaders: the reference model and the inputs -------------------------------------------------
+
+def load_reference(*, checkpoint=None, variant: str | None = None, onnx_meta: dict | None = None,
+                   image_size: int | None = None, num_classes: int | None = None, in_channels: int | None = None):
+    """The eager model to compare against, as a Checkpoint (``.model``, ``.meta``, ``.sha256``).
+
+    With ``onnx_meta`` (from :func:`toolchain.export.read_metadata`) the reference must
+    be what the file was exported from: the same checkpoint (sha256), or the same
+    variant rebuilt with the recorded weights, seed and shape.
+    """
+    from toolchain.checkpoint import load_checkpoint, model_from_source
+
+    onnx_meta = onnx_meta or {}
+    recorded_sha = onnx_meta.get("checkpoint_sha256") or None
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        if recorded_sha and ckpt.sha256 != recorded_sha:
+            raise ToolchainError(f"the ONNX file was exported from another checkpoint (sha256 {recorded_sha[:12]}..., "
+                                 f"{checkpoint} has {ckpt.sha256[:12]}...)", hint="pass the checkpoint it came from")
+        return ckpt
+    if recorded_sha:
+        raise ToolchainError("the ONNX file was exported from a checkpoint", hint="pass it with --checkpoint")
+    recorded_variant = onnx_meta.get("variant")
+    if variant and recorded_variant and variant != recorded_variant:
+        raise ToolchainError(f"the ONNX file holds variant {recorded_variant!r}, not {variant!r}")
+    variant = variant or recorded_variant
+    if not variant:
+        raise ToolchainError("no reference model", hint="pass --checkpoint PATH or --variant NAME")
+    weights = onnx_meta.get("weights") or None
+    if weights and weights.startswith("random"):
+        weights = None
+    return model_from_source(variant=variant, weights=weights,
+                             image_size=image_size or onnx_meta.get("image_size"),
+                             num_classes=num_classes or onnx_meta.get("num_classes"),
+                             in_channels=in_channels or onnx_meta.get("in_channels"),
+                             seed=int(onnx_meta.get("seed", 0)))
+
+
+def random_inputs(count: int, meta: dict, *, seed: int = 0):
+    """``count`` seeded standard-normal images shaped like the model's input (already normalized)."""
+    import numpy as np
+
+    if count < 1:
+        raise ToolchainError(f"--random must be >= 1, got {count}")
+    shape = (count, int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def dataset_inputs(spec: str, meta: dict, *, limit: int | None = None, data_dir=None):
+    """The validation split of ``spec`` prepared as the model expects: (images, labels)."""
+    import numpy as np
+
+    from toolchain.data import load_dataset
+
+    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+    bundle = load_dataset(spec, image_size=int(meta["image_size"]), in_channels=int(meta["in_channels"]),
+                          data_dir=data_dir, seed=int(split.get("seed", 0)),
+                          val_fraction=float(split.get("val_fraction", 0.2)), mean=meta.get("mean"),
+                          std=meta.get("std"))
+    if int(meta.get("num_classes", len(bundle.classes))) != len(bundle.classes):
+        raise ToolchainError(f"dataset {spec} has {len(bundle.classes)} classes, the model {meta['num_classes']}",
+                             hint="compare on the dataset the model was trained for, or use --random N")
+    n = len(bundle.val) if limit is None else min(int(limit), len(bundle.val))
+    if n < 1:
+        raise ToolchainError(f"dataset {spec} has no validation images")
+    images, labels = [], []
+    for i in range(n):
+        image, label = bundle.val[i]
+        images.append(np.asarray(image, dtype=np.float32))
+        labels.append(int(label))
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
