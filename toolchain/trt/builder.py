@@ -1,0 +1,382 @@
+"""Build an FP16 TensorRT engine from the exported ONNX, with LRN through the FusedLRN plugin.
+
+Flow (:func:`build_engine`): read the ONNX (metadata, input dims, FusedLRN nodes)
+and decide everything in pure Python (:func:`plan_build`: network typing for this
+TensorRT major, optimization profile, LRN mode); refuse existing outputs before
+any work; then load the plugin library (sha256 recorded), parse with the plugin
+override flag, check that the plugin (not the model-local function) took every
+FusedLRN node, build with a persistent timing cache and DETAILED profiling
+verbosity, and write the engine, its layer information and its manifest, each
+atomically. Only :func:`_build_with_tensorrt` and its helpers touch TensorRT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import toolchain
+from toolchain import lrn_op
+from toolchain.errors import ToolchainError
+from toolchain.io import check_writable, require_file, sha256_file, write_bytes_atomic, write_text_atomic
+from toolchain.trt import compat, make_logger, manifest as manifest_mod
+from toolchain.trt.compat import BuildOptions, PrecisionPlan, Profile
+
+#: ONNX metadata keys copied into the manifest's "model" section (JSON-decoded).
+MODEL_METADATA_KEYS = ("variant", "classes", "num_classes", "image_size", "in_channels", "mean", "std",
+                       "checkpoint_sha256", "version", "dtype", "fp16_io", "lrn", "dataset")
+
+
+# --------------------------------------------------------------------------- ONNX facts (onnx, no TensorRT)
+
+
+@dataclass
+class OnnxInfo:
+    path: str
+    sha256: str
+    metadata: dict                 # raw metadata_props strings
+    dtype: str | None              # "fp16"/"fp32"
+    dtype_source: str              # "metadata" or "initializers"
+    lrn: str | None                # metadata toolchain.lrn
+    input_names: list[str]
+    input_dims: list               # of the first input: ints, or str/None for symbolic axes
+    output_names: list[str]
+    fused_lrn_nodes: list[str]     # node names of the FusedLRN nodes in the main graph
+    nodes_without_namespace: list[str]
+    native_lrn_nodes: int
+    local_functions: list[str]     # "domain:name" of model-local functions
+
+    def model_section(self) -> dict:
+        out = {}
+        for key in MODEL_METADATA_KEYS:
+            raw = self.metadata.get(f"toolchain.{key}")
+            if raw is None:
+                continue
+            try:
+                out[key] = json.loads(raw)
+            except (TypeError, ValueError):
+                out[key] = raw
+        return out
+
+
+def inspect_onnx(path: str | os.PathLike) -> OnnxInfo:
+    """What the builder needs to know about an ONNX file; one-line errors for unreadable files."""
+    import onnx
+
+    path = require_file(path, "ONNX model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ToolchainError(f"{path} is not a readable ONNX model: {' '.join(str(exc).split())[:200]}",
+                             hint="export it with `toolchain export`") from None
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
+    graph = model.graph
+    initializer_names = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in initializer_names]
+    if not inputs:
+        raise ToolchainError(f"{path} has no graph inputs")
+    dims = []
+    for dim in inputs[0].type.tensor_type.shape.dim:
+        dims.append(dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None))
+    fused, no_namespace, native = [], [], 0
+    for index, node in enumerate(graph.node):
+        if node.op_type == lrn_op.OP_TYPE:
+            name = node.name or f"{lrn_op.OP_TYPE}_{index}"
+            fused.append(name)
+            if not any(attr.name == "plugin_namespace" for attr in node.attribute):
+                no_namespace.append(name)
+        elif node.op_type == "LRN" and node.domain in ("", "ai.onnx"):
+            native += 1
+    dtype, source = metadata.get("toolchain.dtype"), "metadata"
+    if dtype is None:
+        source = "initializers"
+        half = sum(1 for init in graph.initializer if init.data_type == onnx.TensorProto.FLOAT16)
+        full = sum(1 for init in graph.initializer if init.data_type == onnx.TensorProto.FLOAT)
+        dtype = "fp16" if half > full else "fp32" if full else None
+    return OnnxInfo(path=str(path), sha256=sha256_file(path), metadata=metadata, dtype=dtype, dtype_source=source,
+                    lrn=metadata.get("toolchain.lrn"), input_names=[v.name for v in inputs], input_dims=dims,
+                    output_names=[v.name for v in graph.output], fused_lrn_nodes=fused,
+                    nodes_without_namespace=no_namespace, native_lrn_nodes=native,
+                    local_functions=[f"{f.domain}:{f.name}" for f in model.functions])
+
+
+# --------------------------------------------------------------------------- the plan (pure)
+
+
+@dataclass
+class BuildPlan:
+    options: BuildOptions
+    precision: PrecisionPlan
+    profile: Profile
+    input_name: str
+    needs_plugin: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_build(info: OnnxInfo, options: BuildOptions, tensorrt_version: str) -> BuildPlan:
+    """Every decision of a build, before TensorRT does anything; one-line errors for bad combinations."""
+    options.validate()
+    if compat.INPUT_NAME not in info.input_names:
+        raise ToolchainError(f"the ONNX input is named {info.input_names[0]!r}, expected {compat.INPUT_NAME!r}",
+                             hint="export it with `toolchain export`")
+    compat.check_lrn_mode(options.lrn, info.lrn, len(info.fused_lrn_nodes), lrn_op.OP_TYPE)
+    if info.dtype is None:
+        raise ToolchainError(f"cannot tell whether {info.path} is FP16 or FP32 (no toolchain.dtype metadata)",
+                             hint="export it with `toolchain export --dtype fp16`")
+    precision = compat.plan_precision(info.dtype, tensorrt_version, allow_fp32=options.allow_fp32)
+    profile = compat.resolve_profile(info.input_dims, info.metadata, options)
+    notes = [precision.reason]
+    if info.dtype_source != "metadata":
+        notes.append(f"no toolchain.dtype metadata: {info.dtype} guessed from the initializers")
+    if info.nodes_without_namespace:
+        notes.append(f"{len(info.nodes_without_namespace)} {lrn_op.OP_TYPE} node(s) lack plugin_namespace: "
+                     "TensorRT >= 10.15 may import the model-local function instead unless the override flag is set")
+    return BuildPlan(options=options, precision=precision, profile=profile, input_name=compat.INPUT_NAME,
+                     needs_plugin=options.lrn == "plugin", notes=notes)
+
+
+def output_paths(engine_path: str | os.PathLike) -> dict[str, Path]:
+    engine_path = Path(engine_path)
+    return {"engine": engine_path, "manifest": manifest_mod.manifest_path(engine_path),
+            "layers": manifest_mod.layers_path(engine_path)}
+
+
+def check_outputs(engine_path: str | os.PathLike, *, force: bool) -> dict[str, Path]:
+    """Refuse (before an expensive build) to overwrite the engine, manifest or layer file without force."""
+    paths = output_paths(engine_path)
+    for path in paths.values():
+        check_writable(path, force=force)
+    return paths
+
+
+def find_plugin_layers(layer_info: dict | list | str, op_type: str = lrn_op.OP_TYPE,
+                       node_names: list[str] | None = None) -> list[str]:
+    """Names of the plugin layers in engine-inspector JSON that are ours.
+
+    A layer counts when its LayerType mentions "plugin" and the op type or one of
+    the FusedLRN node names appears in it (the ONNX parser names layers after nodes).
+    """
+    if isinstance(layer_info, str):
+        layer_info = json.loads(layer_info)
+    layers = layer_info.get("Layers", []) if isinstance(layer_info, dict) else layer_info
+    wanted = [op_type, *(node_names or [])]
+    found = []
+    for layer in layers:
+        if isinstance(layer, str):  # ProfilingVerbosity.LAYER_NAMES_ONLY gives bare names
+            continue
+        if "plugin" not in str(layer.get("LayerType", "")).lower():
+            continue
+        text = json.dumps(layer)
+        if any(w and w in text for w in wanted):
+            found.append(str(layer.get("Name", "?")))
+    return found
+
+
+def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, info: OnnxInfo, plan: BuildPlan,
+                  plugin_path: Path | None, plugin_sha256: str | None, tensorrt_version: str, tensorrt_package: str,
+                  device: dict, io: dict, layers: dict, parser: dict, build_seconds: float) -> dict:
+    """The manifest body (see :mod:`toolchain.trt.manifest`); pure, so tested without TensorRT."""
+    plugin = None
+    if plugin_path is not None:
+        plugin = {"file": str(Path(plugin_path).resolve()), "name": Path(plugin_path).name, "sha256": plugin_sha256,
+                  "bytes": Path(plugin_path).stat().st_size, "creator": {
+                      "name": lrn_op.OP_TYPE, "version": lrn_op.PLUGIN_VERSION, "namespace": lrn_op.PLUGIN_NAMESPACE}}
+    return {
+        "created": manifest_mod.utc_now(),
+        "toolchain_version": toolchain.__version__,
+        "engine": {"file": Path(engine_path).name, "sha256": engine_sha256, "bytes": engine_bytes},
+        "onnx": {"file": str(Path(info.path).resolve()), "sha256": info.sha256, "fused_lrn_nodes": len(info.fused_lrn_nodes),
+                 "native_lrn_nodes": info.native_lrn_nodes, "local_functions": info.local_functions},
+        "plugin": plugin,
+        "model": info.model_section(),
+        "environment": {
+            "tensorrt": tensorrt_version, "tensorrt_package": tensorrt_package,
+            "cuda_runtime": device.get("cuda_runtime"), "cuda_driver": device.get("cuda_driver"),
+            "nvidia_driver": device.get("nvidia_driver"), "python": sys.version.split()[0],
+            "gpu": {"name": device.get("name"), "compute_capability": device.get("compute_capability"),
+                    "total_memory_bytes": device.get("total_memory_bytes")},
+        },
+        "build": {**plan.options.to_dict(), "precision": plan.precision.precision,
+                  "strongly_typed": plan.precision.strongly_typed, "fp16_builder_flag": plan.precision.fp16_flag,
+                  "typing": plan.precision.reason, "profile": {plan.input_name: plan.profile.to_dict()},
+                  "parser": parser, "seconds": round(build_seconds, 2), "notes": plan.notes},
+        "io": io,
+        "layers": layers,
+    }
+
+
+# --------------------------------------------------------------------------- TensorRT
+
+
+def build_engine(onnx_path, engine_path, *, plugin_library=None, lrn: str = "plugin", min_batch: int | None = None,
+                 opt_batch: int | None = None, max_batch: int | None = None, workspace_mib: int | None = None,
+                 timing_cache=None, force: bool = False, allow_fp32: bool = False, verbose: bool = False,
+                 log=None) -> Path:
+    """Build ENGINE from ONNX; write ENGINE, ENGINE.layers.json and ENGINE.manifest.json. Returns ENGINE.
+
+    ``plugin_library`` defaults to ``toolchain.plugin.find_library("tensorrt")``
+    (unused with ``lrn="native"``). Batches left ``None`` default to 1 / max / 256
+    for a dynamic batch axis, or to the ONNX's static batch.
+    """
+    from toolchain.trt import import_tensorrt
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    options = BuildOptions(lrn=lrn, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                           workspace_mib=workspace_mib, timing_cache=str(timing_cache) if timing_cache else None,
+                           allow_fp32=allow_fp32).validate()
+    paths = check_outputs(engine_path, force=force)
+    info = inspect_onnx(onnx_path)
+    trt = import_tensorrt()
+    if not hasattr(trt, "Builder"):
+        from toolchain.trt import INSTALL_HINT
+        from toolchain.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"tensorrt {trt.__version__} has no builder (lean runtime only)", hint=INSTALL_HINT)
+    plan = plan_build(info, options, trt.__version__)
+    for note in plan.notes:
+        log(f"note: {note}")
+    plugin_path = plugin_sha256 = None
+    if plan.needs_plugin:
+        from toolchain.trt.plugins import default_plugin_library, load_plugin_library, require_creator
+
+        plugin_path = Path(plugin_library) if plugin_library else default_plugin_library()
+        plugin_sha256 = load_plugin_library(plugin_path)
+        require_creator(trt, plugin_path)
+    elif plugin_library:
+        log("note: --lrn native: the plugin library is not needed and not loaded")
+    from toolchain.trt.device import device_info
+
+    device = device_info(0)
+    started = time.perf_counter()
+    result = _build_with_tensorrt(trt, info, plan, verbose=verbose, log=log)
+    seconds = time.perf_counter() - started
+
+    engine_bytes = result["engine"]
+    engine_sha256 = hashlib.sha256(engine_bytes).hexdigest()
+    layer_text = result["layer_info"]
+    plugin_layers = find_plugin_layers(layer_text, node_names=info.fused_lrn_nodes) if layer_text else []
+    if plan.needs_plugin and layer_text and not plugin_layers:
+        # The network check passed, so this is about the inspector's format; say so instead of failing.
+        log("warning: the engine inspector lists no FusedLRN plugin layer; see " + str(paths["layers"]))
+    layers = {"file": paths["layers"].name, "network_layers": result["network_layers"],
+              "network_plugin_layers": result["plugin_layers"], "network_lrn_layers": result["lrn_layers"],
+              "engine_plugin_layers": plugin_layers}
+    if timing_cache and result["timing_cache"]:
+        # A cache, not a result: replacing it is the point (still atomic).
+        write_bytes_atomic(timing_cache, result["timing_cache"], force=True)
+    write_bytes_atomic(paths["engine"], engine_bytes, force=force)
+    write_text_atomic(paths["layers"], layer_text or "{}", force=force)
+    body = make_manifest(engine_path=paths["engine"], engine_sha256=engine_sha256, engine_bytes=len(engine_bytes),
+                         info=info, plan=plan, plugin_path=plugin_path, plugin_sha256=plugin_sha256,
+                         tensorrt_version=trt.__version__, tensorrt_package=trt.__name__, device=device,
+                         io=result["io"], layers=layers, parser=result["parser"], build_seconds=seconds)
+    manifest_mod.write_manifest(paths["engine"], body, force=force)
+    return paths["engine"]
+
+
+def _network_flags(trt, plan: BuildPlan) -> int:
+    flags = 0
+    if plan.precision.strongly_typed:
+        # Ignored (every network is strongly typed) but still defined in 11.x.
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return flags
+
+
+def _parse(trt, network, logger, info: OnnxInfo) -> tuple[object, dict]:
+    parser = trt.OnnxParser(network, logger)
+    override = getattr(trt.OnnxParserFlag, "ENABLE_PLUGIN_OVERRIDE", None)
+    if override is not None:
+        # 10.15+: a node with a model-local function goes to the function unless this is set.
+        parser.set_flag(override)
+    ok = parser.parse_from_file(info.path)
+    if not ok or parser.num_errors:
+        lines = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
+        for line in lines:
+            print(f"onnx parser: {line}", file=sys.stderr)
+        first = lines[0] if lines else logger.last_error()
+        raise ToolchainError(f"TensorRT could not parse {info.path}: {first}"
+                             + (f" (and {len(lines) - 1} more error(s), listed above)" if len(lines) > 1 else ""),
+                             hint="was it exported by `toolchain export` and is the plugin library loaded?")
+    return parser, {"plugin_override_flag": override is not None}
+
+
+def _count_layers(trt, network) -> dict:
+    counts = {"total": network.num_layers, "plugin_v3": [], "lrn": 0}
+    lrn_type = getattr(trt.LayerType, "LRN", None)
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type == trt.LayerType.PLUGIN_V3:
+            counts["plugin_v3"].append(layer.name)
+        elif lrn_type is not None and layer.type == lrn_type:
+            counts["lrn"] += 1
+    return counts
+
+
+def check_plugin_took_nodes(info: OnnxInfo, plugin_layer_names: list[str], lrn_layers: int, lrn: str) -> None:
+    """After parsing: with ``lrn="plugin"`` every FusedLRN node must be a PluginV3 layer (pure; tested)."""
+    if lrn != "plugin":
+        return
+    expected = len(info.fused_lrn_nodes)
+    if len(plugin_layer_names) != expected:
+        raise ToolchainError(
+            f"TensorRT made {len(plugin_layer_names)} plugin layer(s) for the {expected} {lrn_op.OP_TYPE} node(s): "
+            "it imported the model-local function (or something else) instead of the plugin",
+            hint="use TensorRT >= 10.15 with OnnxParserFlag.ENABLE_PLUGIN_OVERRIDE, or export nodes with plugin_namespace")
+    if lrn_layers:
+        raise ToolchainError(f"TensorRT made {lrn_layers} built-in LRN layer(s) from an ONNX exported for the plugin")
+
+
+def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool, log) -> dict:
+    """Parse, check, build, inspect. Returns engine bytes, layer JSON, I/O, counts, timing cache bytes."""
+    logger = make_logger(trt, verbose=verbose, log=log)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt, plan))
+    parser, parser_info = _parse(trt, network, logger, info)
+    counts = _count_layers(trt, network)
+    check_plugin_took_nodes(info, counts["plugin_v3"], counts["lrn"], plan.options.lrn)
+
+    config = builder.create_builder_config()
+    if plan.precision.fp16_flag:
+        fp16 = getattr(trt.BuilderFlag, "FP16", None)
+        if fp16 is None:  # only reachable if plan_precision's version logic is wrong
+            raise ToolchainError(f"TensorRT {trt.__version__} has no FP16 builder flag", hint="export with --dtype fp16")
+        config.set_flag(fp16)
+    if plan.options.workspace_mib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.options.workspace_mib << 20)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    profile = builder.create_optimization_profile()
+    profile.set_shape(plan.input_name, plan.profile.min, plan.profile.opt, plan.profile.max)
+    config.add_optimization_profile(profile)
+
+    cache_path = Path(plan.options.timing_cache) if plan.options.timing_cache else None
+    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    if not config.set_timing_cache(cache, False):
+        log(f"warning: timing cache {cache_path} does not match this TensorRT/GPU; starting a new one")
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ToolchainError(f"TensorRT failed to build the engine: {logger.last_error()}")
+    engine_bytes = bytes(serialized)
+    new_cache = config.get_timing_cache()
+    cache_out = bytes(new_cache.serialize()) if (cache_path and new_cache is not None) else None
+
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(engine_bytes)
+    if engine is None:
+        raise ToolchainError(f"TensorRT cannot deserialize the engine it just built: {logger.last_error()}")
+    inspector = engine.create_engine_inspector()
+    layer_info = inspector.get_engine_information(trt.LayerInformationFormat.JSON) if inspector else None
+    from toolchain.trt.runtime import engine_io
+
+    io = engine_io(trt, engine)
+    del inspector, engine, runtime, parser  # before the network they refer to
+    return {"engine": engine_bytes, "layer_info": layer_info, "io": io, "timing_cache": cache_out,
+            "network_layers": counts["total"], "plugin_layers": counts["plugin_v3"], "lrn_layers": counts["lrn"],
+            "parser": parser_info}

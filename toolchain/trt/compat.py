@@ -1,0 +1,299 @@
+"""Pure-Python decisions and checks around TensorRT: no tensorrt, no GPU, all tested on CPU.
+
+The builder and the runtime ask this module what to do (which network typing,
+which optimization profile) and whether an engine may run here (TensorRT version,
+GPU compute capability, input shapes inside the profile); they only carry it out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from toolchain.errors import ToolchainError
+
+#: Inclusive range of TensorRT major versions this toolchain is written for.
+SUPPORTED_MAJORS = (10, 11)
+#: LRN modes of an export: through our plugin, or as the standard ONNX ``LRN``.
+LRN_MODES = ("plugin", "native")
+#: Name of the engine's image input and of its output (the ONNX I/O contract).
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+#: Batch range used when neither the options nor a static ONNX say otherwise.
+DEFAULT_MIN_BATCH = 1
+DEFAULT_MAX_BATCH = 256
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """"10.16.0.32" -> (10, 16, 0, 32); trailing non-numeric parts ("rc1", "+cuda12") are dropped."""
+    parts = []
+    for piece in str(text).strip().split("."):
+        match = re.match(r"\d+", piece)
+        if not match:
+            break
+        parts.append(int(match.group()))
+        if match.end() != len(piece):
+            break
+    if not parts:
+        raise ToolchainError(f"cannot read a version number from {text!r}")
+    return tuple(parts)
+
+
+def tensorrt_major(version: str) -> int:
+    major = parse_version(version)[0]
+    if major not in range(SUPPORTED_MAJORS[0], SUPPORTED_MAJORS[1] + 1):
+        raise ToolchainError(f"TensorRT {version} is not supported",
+                             hint=f"use TensorRT {SUPPORTED_MAJORS[0]}.x or {SUPPORTED_MAJORS[1]}.x")
+    return major
+
+
+def format_cuda_version(number: int | None) -> str | None:
+    """CUDA's integer versions (12090 from cudaRuntimeGetVersion) as "12.9"."""
+    if number is None or number <= 0:
+        return None
+    return f"{number // 1000}.{(number % 1000) // 10}"
+
+
+def parse_nvidia_driver_version(text: str) -> str | None:
+    """The driver version from /proc/driver/nvidia/version ("... Kernel Module  575.57.08  ...")."""
+    match = re.search(r"Kernel Module(?: for [\w-]+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return match.group(1) if match else None
+
+
+def compute_capability_str(value) -> str:
+    """(9, 0), "9.0", "sm_90", 90 -> "9.0"."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return f"{int(value[0])}.{int(value[1])}"
+    text = str(value).strip().lower().removeprefix("sm_").removeprefix("sm")
+    if re.fullmatch(r"\d+\.\d+", text):
+        return text
+    if re.fullmatch(r"\d{2,3}", text):
+        return f"{text[:-1]}.{text[-1]}"
+    raise ToolchainError(f"cannot read a compute capability from {value!r}")
+
+
+# --------------------------------------------------------------------------- build options
+
+
+@dataclass
+class BuildOptions:
+    """What the user asked ``toolchain build`` for; ``None`` batches mean "decide from the ONNX"."""
+
+    lrn: str = "plugin"
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    workspace_mib: int | None = None
+    timing_cache: str | None = None
+    allow_fp32: bool = False
+
+    def validate(self) -> "BuildOptions":
+        problems = []
+        if self.lrn not in LRN_MODES:
+            problems.append(f"--lrn must be one of {', '.join(LRN_MODES)}, got {self.lrn!r}")
+        for name in ("min_batch", "opt_batch", "max_batch"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                problems.append(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not problems:
+            given = [(n, getattr(self, n)) for n in ("min_batch", "opt_batch", "max_batch") if getattr(self, n)]
+            for (name_a, a), (name_b, b) in zip(given, given[1:]):
+                if a > b:
+                    problems.append(f"--{name_a.replace('_', '-')} ({a}) is larger than --{name_b.replace('_', '-')} ({b})")
+        if self.workspace_mib is not None and (not isinstance(self.workspace_mib, int) or self.workspace_mib < 1):
+            problems.append(f"--workspace-mib must be a positive integer, got {self.workspace_mib!r}")
+        if problems:
+            raise ToolchainError("invalid build options: " + "; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How the network is typed and which precision the engine computes in."""
+
+    strongly_typed: bool   # NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    fp16_flag: bool        # BuilderFlag.FP16 (TensorRT 10 only)
+    precision: str         # "fp16" or "fp32": what the engine's layers run in
+    reason: str            # one line for the log and the manifest
+
+
+def plan_precision(onnx_dtype: str, tensorrt_version: str, *, allow_fp32: bool = False) -> PrecisionPlan:
+    """Pick the network typing from the ONNX's "toolchain.dtype" and the TensorRT major.
+
+    TensorRT 11 has only strongly typed networks and no FP16 builder flag, so an
+    FP16 engine needs the FP16-typed export. TensorRT 10 takes either the FP16
+    export (strongly typed) or the FP32 export with the FP16 builder flag.
+    """
+    major = tensorrt_major(tensorrt_version)
+    if onnx_dtype not in ("fp16", "fp32"):
+        raise ToolchainError(f"unknown ONNX dtype {onnx_dtype!r} (metadata toolchain.dtype)",
+                             hint="export it with `toolchain export --dtype fp16` or `--dtype fp32`")
+    if onnx_dtype == "fp16":
+        return PrecisionPlan(True, False, "fp16", "FP16-typed ONNX: strongly typed network")
+    if major >= 11:
+        if not allow_fp32:
+            raise ToolchainError(
+                f"TensorRT {tensorrt_version} builds strongly typed networks only (no FP16 builder flag), "
+                "so this FP32 ONNX would give an FP32 engine",
+                hint="export with `toolchain export --dtype fp16`, or pass --allow-fp32 to build FP32 on purpose")
+        return PrecisionPlan(True, False, "fp32", "FP32 ONNX under TensorRT 11 (--allow-fp32): FP32 engine")
+    return PrecisionPlan(False, True, "fp16", "FP32 ONNX under TensorRT 10: FP16 builder flag (weakly typed)")
+
+
+def check_lrn_mode(requested: str, onnx_lrn: str | None, fused_lrn_nodes: int, op_type: str) -> None:
+    """The requested ``--lrn`` must match how the ONNX was exported."""
+    if requested == "plugin":
+        if onnx_lrn == "native" or fused_lrn_nodes == 0:
+            raise ToolchainError(
+                f"the ONNX has no {op_type} nodes (metadata toolchain.lrn={onnx_lrn!r})",
+                hint="export with `toolchain export --lrn plugin`, or build this one with --lrn native")
+    elif requested == "native":
+        if onnx_lrn == "plugin" or fused_lrn_nodes > 0:
+            raise ToolchainError(
+                f"--lrn native but the ONNX has {fused_lrn_nodes} {op_type} node(s) (metadata toolchain.lrn={onnx_lrn!r})",
+                hint="build it with --lrn plugin, or export with `toolchain export --lrn native`")
+    else:
+        raise ToolchainError(f"--lrn must be one of {', '.join(LRN_MODES)}, got {requested!r}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One optimization profile of one input: full shapes (batch first)."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Profile":
+        return cls(tuple(data["min"]), tuple(data["opt"]), tuple(data["max"]))
+
+
+def resolve_profile(input_dims: list, metadata: dict, options: BuildOptions) -> Profile:
+    """min/opt/max shapes of the NCHW input from its ONNX dims, metadata and the batch options.
+
+    A symbolic batch takes the options (defaults 1 / max / 256); a static batch
+    allows only itself. Symbolic C/H/W come from toolchain.in_channels/image_size.
+    """
+    if len(input_dims) != 4:
+        raise ToolchainError(f"the ONNX input has rank {len(input_dims)}, expected 4 (NCHW)")
+    batch, rest = input_dims[0], []
+    fallbacks = {1: metadata.get("toolchain.in_channels"), 2: metadata.get("toolchain.image_size"),
+                 3: metadata.get("toolchain.image_size")}
+    for axis, dim in enumerate(input_dims[1:], start=1):
+        if isinstance(dim, int) and dim > 0:
+            rest.append(dim)
+            continue
+        try:
+            rest.append(int(fallbacks[axis]))
+        except (TypeError, ValueError):
+            raise ToolchainError(f"the ONNX input's axis {axis} is dynamic ({dim!r}) and the metadata does not fix it",
+                                 hint="export with a static image size") from None
+    if isinstance(batch, int) and batch > 0:
+        for name in ("min_batch", "opt_batch", "max_batch"):
+            value = getattr(options, name)
+            if value is not None and value != batch:
+                raise ToolchainError(f"the ONNX has a static batch of {batch}, --{name.replace('_', '-')} {value} cannot apply",
+                                     hint="export with a dynamic batch axis, or leave the batch options out")
+        lo = opt = hi = batch
+    else:
+        lo = options.min_batch or DEFAULT_MIN_BATCH
+        hi = options.max_batch or max(DEFAULT_MAX_BATCH, lo, options.opt_batch or 0)
+        opt = options.opt_batch or hi
+        if not lo <= opt <= hi:
+            raise ToolchainError(f"batch profile must satisfy min <= opt <= max, got {lo} / {opt} / {hi}")
+    return Profile((lo, *rest), (opt, *rest), (hi, *rest))
+
+
+# --------------------------------------------------------------------------- engine <-> this machine
+
+
+@dataclass
+class CompatReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_engine_compat(manifest: dict, *, tensorrt_version: str, compute_capability,
+                        gpu_name: str | None = None) -> CompatReport:
+    """Can an engine with this manifest run here? All checks run; the report lists every problem.
+
+    TensorRT engines are tied to the TensorRT release (major.minor.patch) and the
+    GPU's compute capability they were built with (this toolchain builds neither
+    version- nor hardware-compatible engines). A different GPU model of the same
+    compute capability runs, possibly with non-optimal tactics: a note.
+    """
+    report = CompatReport()
+    env = manifest.get("environment", {})
+    built_trt = env.get("tensorrt")
+    if not built_trt:
+        report.problems.append("the manifest records no TensorRT version")
+    else:
+        if parse_version(built_trt)[:3] != parse_version(tensorrt_version)[:3]:
+            report.problems.append(f"the engine was built with TensorRT {built_trt}, this is TensorRT {tensorrt_version}")
+        elif parse_version(built_trt) != parse_version(tensorrt_version):
+            report.notes.append(f"TensorRT build number differs ({built_trt} vs {tensorrt_version})")
+    built_cc = (env.get("gpu") or {}).get("compute_capability")
+    if not built_cc:
+        report.problems.append("the manifest records no GPU compute capability")
+    else:
+        here = compute_capability_str(compute_capability)
+        if compute_capability_str(built_cc) != here:
+            report.problems.append(f"the engine was built for compute capability {built_cc} "
+                                   f"({(env.get('gpu') or {}).get('name', 'unknown GPU')}), this GPU is {here}"
+                                   + (f" ({gpu_name})" if gpu_name else ""))
+    built_gpu = (env.get("gpu") or {}).get("name")
+    if gpu_name and built_gpu and gpu_name != built_gpu and report.ok:
+        report.notes.append(f"built on {built_gpu}, running on {gpu_name} (same compute capability)")
+    return report
+
+
+def require_engine_compat(manifest: dict, engine_path, **kwargs) -> CompatReport:
+    report = check_engine_compat(manifest, **kwargs)
+    if not report.ok:
+        raise ToolchainError(f"engine {engine_path} cannot run here: " + "; ".join(report.problems),
+                             hint="rebuild it on this machine with `toolchain build --force`")
+    return report
+
+
+def check_input_shapes(inputs: list[dict], feed_shapes: dict[str, tuple]) -> None:
+    """Every engine input fed once, with a shape inside its profile; one error listing all problems.
+
+    ``inputs``: the manifest's ``io.inputs`` (name, shape with -1 for dynamic axes,
+    profile {min, opt, max}).
+    """
+    problems = []
+    known = {spec["name"]: spec for spec in inputs}
+    for name in feed_shapes:
+        if name not in known:
+            problems.append(f"unknown input {name!r} (the engine's inputs: {', '.join(known)})")
+    for name, spec in known.items():
+        if name not in feed_shapes:
+            problems.append(f"input {name!r} is missing from the feed")
+            continue
+        shape = tuple(int(d) for d in feed_shapes[name])
+        profile = spec.get("profile")
+        if profile is None:
+            expected = tuple(spec["shape"])
+            if len(shape) != len(expected) or any(e != -1 and e != s for e, s in zip(expected, shape)):
+                problems.append(f"input {name!r} has shape {shape}, the engine expects {expected}")
+            continue
+        lo, hi = tuple(profile["min"]), tuple(profile["max"])
+        if len(shape) != len(lo):
+            problems.append(f"input {name!r} has rank {len(shape)} {shape}, the engine expects rank {len(lo)}")
+        elif any(s < a or s > b for s, a, b in zip(shape, lo, hi)):
+            problems.append(f"input {name!r} has shape {shape}, outside the optimization profile "
+                            f"[min {lo}, max {hi}] (opt {tuple(profile['opt'])})")
+    if problems:
+        raise ToolchainError("; ".join(problems), hint="feed shapes inside the profile the engine was built with "
+                             "(rebuild with other --min-batch/--max-batch to change it)")

@@ -1,0 +1,82 @@
+"""Loading the FusedLRN TensorRT plugin library: hash first, then ``ctypes.CDLL``.
+
+The library registers its creator with TensorRT's global plugin registry when it
+is loaded (``REGISTER_TENSORRT_PLUGIN``), so ``tensorrt`` must be imported first:
+the library then binds to the libnvinfer the Python bindings already loaded,
+instead of whichever one the dynamic linker would find.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+
+from toolchain import lrn_op
+from toolchain.errors import ToolchainError
+from toolchain.io import require_file, sha256_file
+
+_lock = threading.Lock()
+#: resolved path -> (sha256, handle): a library is loaded once per process.
+_loaded: dict[Path, tuple[str, ctypes.CDLL]] = {}
+
+
+def default_plugin_library() -> Path:
+    """The built ``libtoolchain_lrn_plugin.so`` (see ``toolchain plugin build``), or a one-line error."""
+    from toolchain.plugin import require_library
+
+    return require_library("tensorrt")
+
+
+def load_plugin_library(path: str | os.PathLike, *, expected_sha256: str | None = None) -> str:
+    """Load the plugin library once per process; return its sha256.
+
+    With ``expected_sha256`` the file's hash is checked *before* the library is
+    loaded: loading runs its static initializers, i.e. arbitrary code.
+    """
+    path = require_file(path, "plugin library").resolve()
+    with _lock:
+        digest = sha256_file(path)
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise ToolchainError(f"plugin library {path} has sha256 {digest[:16]}…, the engine manifest records "
+                                 f"{expected_sha256[:16]}…", hint="use the plugin library the engine was built with, or rebuild the engine")
+        if path in _loaded:
+            if _loaded[path][0] != digest:
+                raise ToolchainError(f"plugin library {path} changed on disk after it was loaded in this process",
+                                     hint="restart the process")
+            return digest
+        others = [p for p in _loaded if p != path]
+        if others:
+            # A second copy would try to register the same creator again.
+            raise ToolchainError(f"another plugin library ({others[0]}) is already loaded in this process; "
+                                 f"cannot also load {path}", hint="use one plugin library per process")
+        try:
+            handle = ctypes.CDLL(str(path), mode=getattr(os, "RTLD_NOW", 2) | getattr(ctypes, "RTLD_GLOBAL", 0))
+        except OSError as exc:
+            raise ToolchainError(f"cannot load plugin library {path}: {exc}",
+                                 hint="was it built against this TensorRT and CUDA? rebuild with `toolchain plugin build --force`") from None
+        _loaded[path] = (digest, handle)
+        return digest
+
+
+def loaded_libraries() -> dict[str, str]:
+    """path -> sha256 of the plugin libraries loaded so far."""
+    with _lock:
+        return {str(p): d for p, (d, _) in _loaded.items()}
+
+
+def creator_key() -> dict:
+    return {"name": lrn_op.OP_TYPE, "version": lrn_op.PLUGIN_VERSION, "namespace": lrn_op.PLUGIN_NAMESPACE}
+
+
+def require_creator(trt, library: Path | str | None = None) -> None:
+    """Check that the FusedLRN creator is in TensorRT's plugin registry (after loading the library)."""
+    registry = trt.get_plugin_registry()
+    key = creator_key()
+    creator = registry.get_creator(key["name"], key["version"], key["namespace"])
+    if creator is None:
+        where = f" after loading {library}" if library else ""
+        raise ToolchainError(f"no TensorRT plugin creator {key['name']} version {key['version']} namespace "
+                             f"{key['namespace']!r} is registered{where}",
+                             hint="load the static variant libtoolchain_lrn_plugin.so built for this TensorRT")
