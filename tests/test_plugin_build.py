@@ -256,6 +256,33 @@ def test_kernel_walk_window_wider_than_channels_on_host(host_harness):
         np.testing.assert_allclose(y, _reference(x, size, 0.5, 0.75, 1.0), rtol=2e-6, atol=1e-7)
 
 
+@pytest.mark.needs_nvcc
+@pytest.mark.parametrize("size", [2, 5])
+def test_kernel_walk_non_finite_stays_in_its_window_on_host(host_harness, size):
+    # NaN/Inf reach exactly the outputs whose window holds them (as in torch), and the
+    # sliding sum recovers right after they leave (no Inf - Inf = NaN, no NaN hidden as 0).
+    x = np.random.default_rng(size).standard_normal((1, 40, 2, 2)).astype(np.float32)
+    x[0, 10, 0, 0] = np.nan
+    x[0, 25, 1, 1] = np.inf
+    x[0, 26, 1, 0] = -np.inf
+    y, _ = _run_harness(host_harness, x, size, 0.5, 0.75, 1.0, 132, False)
+    ref = _reference(x, size, 0.5, 0.75, 1.0)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.needs_nvcc
+def test_kernel_walk_huge_size_on_host(host_harness):
+    # size near INT32_MAX: the window is every channel; channel indices must not overflow.
+    size, alpha, beta, bias = 2**31 - 1, 1e9, 0.75, 1.0
+    x = np.random.default_rng(1).standard_normal((2, 12, 2, 3)).astype(np.float32)
+    y, _ = _run_harness(host_harness, x, size, alpha, beta, bias, 1, False)
+    x64 = x.astype(np.float64)
+    s = (x64 ** 2).sum(axis=1, keepdims=True)
+    ref = x64 / (bias + np.float32(np.float32(alpha) / np.float32(size)) * s) ** beta
+    np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-7)
+
+
 # --- TensorRT headers (only with TOOLCHAIN_TRT_HEADERS) --------------------------------------
 
 def test_plugin_sources_compile_against_tensorrt_headers():

@@ -194,7 +194,9 @@ LRN_HD void lrnColumn(
                     sum = fmaf(in[k], in[k], sum);
                 }
                 peak = fmaxf(peak, sum);
-                if (++sinceExact == R || sum * 8.F < peak)
+                // A non-finite sum (Inf/NaN in the window, or Inf - Inf after one left)
+                // is also recomputed, so non-finite inputs affect only their own windows.
+                if (++sinceExact == R || sum * 8.F < peak || !(fabsf(sum) <= 3.402823466e38F))
                 {
                     // Exact re-summation bounds the sliding-sum drift and cancellation.
                     sinceExact = 0;
@@ -211,7 +213,8 @@ LRN_HD void lrnColumn(
                     sum = exact;
                     peak = exact;
                 }
-                float const base = fmaf(p.scale, fmaxf(sum, 0.F), p.bias);
+                // Clamp drift below 0, but keep NaN (fmaxf would turn NaN into 0 and hide it).
+                float const base = fmaf(p.scale, sum < 0.F ? 0.F : sum, p.bias);
                 float const xv = ring.get(centreSlot, xc, c, hw);
                 // x * base^-beta; base >= bias > 0, so log2 is defined. exp2f/log2f are
                 // the accurate (few-ulp) versions, cheap next to the memory traffic.
@@ -285,8 +288,10 @@ LrnParams makeParams(int64_t n, int64_t c, int64_t h, int64_t w, int32_t size, f
     p.hw = hw;
     p.columns = columns;
     p.C = static_cast<int32_t>(c);
-    p.lo = size / 2;
-    p.hi = (size - 1) / 2;
+    // Clipping to [0, C-1] makes any reach beyond C equivalent to C; clamping keeps
+    // c + hi and c - lo - 1 far from int32 overflow for huge `size`.
+    p.lo = static_cast<int32_t>(std::min<int64_t>(size / 2, c));
+    p.hi = static_cast<int32_t>(std::min<int64_t>((size - 1) / 2, c));
     p.ring = static_cast<int32_t>(std::min<int64_t>(size, c));
     p.scale = alpha / static_cast<float>(size);
     p.negBeta = -beta;

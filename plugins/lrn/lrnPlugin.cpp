@@ -39,8 +39,16 @@ ILoggerFinder* gLoggerFinder{nullptr};
 
 ILogger* pluginLogger() noexcept
 {
-    std::lock_guard<std::mutex> lock(gLoggerMutex);
-    return gLoggerFinder != nullptr ? gLoggerFinder->findLogger() : nullptr;
+    // findLogger() is not noexcept and locking can throw: never let either escape.
+    try
+    {
+        std::lock_guard<std::mutex> lock(gLoggerMutex);
+        return gLoggerFinder != nullptr ? gLoggerFinder->findLogger() : nullptr;
+    }
+    catch (...)
+    {
+        return nullptr;
+    }
 }
 #else
 ILogger* pluginLogger() noexcept
@@ -528,8 +536,15 @@ TOOLCHAIN_LRN_PLUGIN_EXPORT IPluginCreatorInterface* const* getCreators(int32_t&
 
 TOOLCHAIN_LRN_PLUGIN_EXPORT void setLoggerFinder(ILoggerFinder* finder)
 {
-    std::lock_guard<std::mutex> lock(toolchain::lrn::gLoggerMutex);
-    toolchain::lrn::gLoggerFinder = finder;
+    try
+    {
+        std::lock_guard<std::mutex> lock(toolchain::lrn::gLoggerMutex);
+        toolchain::lrn::gLoggerFinder = finder;
+    }
+    catch (...)
+    {
+        // Keep the previous finder; logging falls back to stderr when there is none.
+    }
 }
 
 #else
