@@ -119,6 +119,7 @@ def test_run_parity_at_each_batch_size_and_error_names_every_failure():
         report = run_parity(ref, good, inputs, batch_sizes=(1, 3))
     assert report.passed and [c.batch_size for c in report.comparisons] == [1, 3]
     assert good.calls == [1] * 7 + [3, 3, 1]
+    assert ref.calls == [3, 3, 1]  # the reference runs once, at the largest batch size
     report.raise_if_failed()
 
     def off_by_one_row(x):
@@ -188,6 +189,9 @@ def test_cli_parity_onnxruntime_pass_and_fail(tmp_path):
 
 def test_cli_accuracy_parity_on_a_trained_checkpoint(tmp_path):
     """Checkpoint -> ONNX -> parity on its own validation split: labels, accuracy checks, sha256 pairing."""
+    import torch
+
+    from toolchain.checkpoint import load_checkpoint, save_checkpoint
     from toolchain.evaluate import evaluate_checkpoint
     from toolchain.train import TrainConfig, run_training
 
@@ -213,9 +217,11 @@ def test_cli_accuracy_parity_on_a_trained_checkpoint(tmp_path):
     # The file remembers its checkpoint: a variant, or another checkpoint, is refused as the reference.
     assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--random", "2"), "exported from a checkpoint",
                           "--checkpoint")
-    other = run_training(TrainConfig(variant="paper", dataset="synthetic", epochs=1, out_dir=str(tmp_path / "other"),
-                                     progress=False, device="cpu", seed=1))
-    assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--checkpoint", other.checkpoint, "--random", "2"),
+    ckpt = load_checkpoint(trained.checkpoint)
+    with torch.no_grad():
+        next(ckpt.model.parameters()).add_(1e-3)
+    other = save_checkpoint(tmp_path / "other.safetensors", ckpt.model, ckpt.meta)
+    assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--checkpoint", other, "--random", "2"),
                           "exported from another checkpoint")
     # --backend tensorrt without an engine is a usage error, not a crash.
     assert_one_line_error(run_cli("parity", "--backend", "tensorrt", "--checkpoint", trained.checkpoint),
