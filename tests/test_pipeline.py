@@ -1,0 +1,122 @@
+"""``toolchain pipeline``: step bookkeeping, skips with reasons and commands, failures, the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import assert_one_line_error, run_cli
+from toolchain.errors import ToolchainError
+from toolchain.pipeline import STEP_NAMES, Pipeline, PipelineConfig, PipelineError, cuda_reason, raise_if_failed
+
+GPU_STEPS = ("engine-build", "engine-build-native", "parity-tensorrt", "parity-tensorrt-native")
+
+
+def test_refuses_non_empty_run_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    result = run_cli("pipeline", "--out", run)
+    assert_one_line_error(result, "already exists", "--force")
+    assert (run / "keep.txt").read_text() == "mine"
+
+
+def test_unknown_step_to_skip_is_an_error(tmp_path):
+    assert_one_line_error(run_cli("pipeline", "--out", tmp_path / "run", "--skip", "teleport"), "unknown step")
+
+
+def test_skipped_training_skips_its_dependents_with_reasons_and_commands(tmp_path):
+    run = tmp_path / "run"
+    result = run_cli("pipeline", "--out", run, "--skip", "train", "--skip", "plugin-build", "--quiet")
+    assert result.code == 0, result.stderr  # skips are not failures
+    record = json.loads((run / "pipeline.json").read_text())
+    steps = {s["name"]: s for s in record["steps"]}
+    assert list(steps) == list(STEP_NAMES)
+    assert all(s["status"] == "skipped" and s["reason"] for s in steps.values())
+    assert steps["train"]["reason"] == "skipped by --skip"
+    assert steps["export-fp32"]["reason"] == "needs step train, which was skipped (skipped by --skip)"
+    # Two levels down, the reason still names the first cause, not a chain.
+    assert steps["engine-build"]["reason"] == "needs step export-fp16, which was skipped (skipped by --skip)"
+    assert steps["train"]["command"].startswith("toolchain train --variant paper --dataset digits --image-size 64")
+    assert steps["engine-build"]["command"].startswith("toolchain build ")
+    assert "--max-batch 256" in steps["engine-build"]["command"]
+    assert record["passed"] is True
+    report = (run / "REPORT.md").read_text()
+    assert "| 1 | train | skipped |" in report
+    assert "toolchain build " in report and "No parity check ran." in report
+
+
+def _fast_config(tmp_path, **changes) -> PipelineConfig:
+    return PipelineConfig(out_dir=str(tmp_path / "run"), skip=("plugin-build",), progress=False, **changes)
+
+
+def test_a_failed_step_fails_the_pipeline_and_is_reported(tmp_path, monkeypatch):
+    def failing_train(self, record):
+        raise ToolchainError("dataset is on fire", hint="use another")
+
+    monkeypatch.setattr(Pipeline, "_train", failing_train)
+    record = Pipeline(_fast_config(tmp_path)).run()
+    steps = {s["name"]: s for s in record["steps"]}
+    assert steps["train"]["status"] == "failed" and "dataset is on fire" in steps["train"]["error"]
+    assert steps["export-fp32"]["reason"] == "needs step train, which failed"
+    assert record["passed"] is False
+    with pytest.raises(PipelineError, match="train: dataset is on fire"):
+        raise_if_failed(record)
+    report = (tmp_path / "run" / "REPORT.md").read_text()
+    assert "**FAILED**" in report and "dataset is on fire" in report
+
+
+def test_a_bug_in_a_step_keeps_its_traceback(tmp_path, monkeypatch):
+    def buggy_train(self, record):
+        return {}["missing"]
+
+    monkeypatch.setattr(Pipeline, "_train", buggy_train)
+    record = Pipeline(_fast_config(tmp_path)).run()
+    train = record["steps"][0]
+    assert train["status"] == "failed" and train["error"].startswith("KeyError")
+    assert "Traceback" in train["details"]["traceback"]
+
+
+def test_failed_pipeline_exits_non_zero_from_the_cli(tmp_path):
+    # A dataset that does not exist makes training fail: a real failure, one line, non-zero exit.
+    result = run_cli("pipeline", "--out", tmp_path / "run", "--dataset", "imagefolder:" + str(tmp_path / "nope"),
+                     "--skip", "plugin-build", "--quiet")
+    assert result.code != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 pipeline step(s) failed: train:")
+    record = json.loads((tmp_path / "run" / "pipeline.json").read_text())
+    assert record["steps"][0]["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
+    """Synthetic data, 1 epoch, 64 px: everything available here runs; GPU/TensorRT steps skip with reasons."""
+    run = tmp_path / "run"
+    result = run_cli("pipeline", "--out", run, "--dataset", "synthetic", "--epochs", "1", "--parity-limit", "16",
+                     "--parity-batch-sizes", "1,8", "--bench-batch-sizes", "1,2", "--bench-max-seconds", "0.3",
+                     "--bench-warmup", "1", "--bench-window", "2", "--skip", "plugin-build", "--quiet")
+    assert result.code == 0, result.stderr
+    record = json.loads((run / "pipeline.json").read_text())
+    steps = {s["name"]: s for s in record["steps"]}
+    for name in ("train", "export-fp32", "export-fp16", "export-fp16-native", "parity-onnxruntime",
+                 "parity-onnxruntime-fp16", "benchmark"):
+        assert steps[name]["status"] == "ran", (name, steps[name])
+    assert steps["plugin-build"]["reason"] == "skipped by --skip"
+    parity = steps["parity-onnxruntime"]["details"]["report"]
+    assert parity["passed"] and parity["precision"] == "fp32"
+    assert {c["batch_size"] for c in parity["comparisons"]} == {1, 8}
+    assert all(c["samples"] == 16 for c in parity["comparisons"])
+    if cuda_reason():
+        for name in GPU_STEPS:
+            assert steps[name]["status"] == "skipped", name
+            assert steps[name]["command"].startswith(("toolchain build ", "toolchain parity --backend tensorrt"))
+        assert "CUDA" in steps["engine-build"]["reason"] or "TensorRT" in steps["engine-build"]["reason"]
+    for name in ("model-fp32.onnx", "model-fp16.onnx", "model-fp16-native.onnx"):
+        assert (run / "onnx" / name).stat().st_size > 0
+    bench = json.loads((run / "benchmark" / "benchmark.json").read_text())
+    assert {m["backend"] for m in bench["measurements"]} >= {"eager-fp32", "onnxruntime-cpu"}
+    assert (run / "benchmark" / "latency.png").read_bytes()[:4] == b"\x89PNG"
+    report = (run / "REPORT.md").read_text()
+    for fragment in ("## Steps", "## Training", "## Parity", "## Benchmark", "![latency](benchmark/latency.png)",
+                     "| parity-onnxruntime | fp32 | 8 | 16 |", "toolchain export --checkpoint"):
+        assert fragment in report, fragment

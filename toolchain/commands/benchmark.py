@@ -1,0 +1,91 @@
+"""``toolchain benchmark``: every backend in one harness (see :mod:`toolchain.benchmark`)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("benchmark")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model for the eager backends (.safetensors).")
+@click.option("--variant", help="Or a variant with seeded random weights (paper, torchvision, torchvision-lrn, d2l).")
+@click.option("--image-size", type=int, help="With --variant: input height/width (default: the variant's).")
+@click.option("--num-classes", type=int, help="With --variant: number of classes.")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False),
+              help="FP32 ONNX file for the ONNX Runtime backends (its metadata can stand in for --variant).")
+@click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine with the FusedLRN plugin.")
+@click.option("--native-engine", type=click.Path(dir_okay=False), help="TensorRT engine with native LRN.")
+@click.option("--plugin-library", type=click.Path(dir_okay=False), help="The TensorRT plugin library to load.")
+@click.option("--batch-sizes", default="1,8,64,256", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--backends", "backend_names", default="all", show_default=True,
+              help="Comma-separated subset of: eager-fp32, eager-fp16, eager-fp16-fused-lrn, compile, "
+                   "eager-fp16-cuda-graph, onnxruntime-cpu, onnxruntime-cuda, tensorrt-plugin, "
+                   "tensorrt-plugin-graph, tensorrt-native, tensorrt-native-graph.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where eager FP32 runs (auto: the GPU when there is one).")
+@click.option("--include-compile", is_flag=True, help="Also time torch.compile on the CPU (slow to compile).")
+@click.option("--compile-mode", default="default", show_default=True, help="torch.compile mode.")
+@click.option("--warmup", "warmup_iters", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Warm-up calls (after one untimed first call).")
+@click.option("--warmup-seconds", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Warm up for at least this long.")
+@click.option("--window", "window_iters", type=click.IntRange(min=1), default=None,
+              help="Calls per timing window (default: sized to ~0.1 s from the warm-up).")
+@click.option("--min-windows", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--stable-windows", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Stop when this many last windows' medians agree within --tolerance.")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="Relative spread (max-min)/median of the window medians counted as stable.")
+@click.option("--max-windows", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Timing budget per backend, batch size and metric.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch and ONNX Runtime (default: their own choice).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/benchmark", show_default=True,
+              help="Folder for benchmark.json, benchmark.md, latency.png and throughput.png.")
+@click.option("--force", is_flag=True, help="Overwrite existing result files in --out.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def benchmark(checkpoint, variant, image_size, num_classes, onnx_path, engine, native_engine, plugin_library,
+              batch_sizes, backend_names, device, include_compile, compile_mode, warmup_iters, warmup_seconds,
+              window_iters, min_windows, stable_windows, tolerance, max_windows, max_seconds, threads, out_dir,
+              force, quiet):
+    """Time eager PyTorch (FP32, FP16, fused LRN, CUDA graph), torch.compile, ONNX Runtime and TensorRT.
+
+    Backends that cannot run here are skipped and listed with the reason. GPU backends
+    report CUDA-event time and host time with and without host<->device copies.
+    """
+    from rich.console import Console
+
+    from toolchain.benchmark import TimingConfig, benchmark_from_sources
+    from toolchain.errors import ToolchainError
+    from toolchain.report import benchmark_table, error_lines, skipped_lines
+
+    if checkpoint and (variant or image_size or num_classes):
+        raise ToolchainError("--checkpoint describes the model fully", hint="drop --variant/--image-size/--num-classes")
+    if not any((checkpoint, variant, onnx_path, engine, native_engine)):
+        raise ToolchainError("nothing to benchmark",
+                             hint="pass --checkpoint PATH or --variant NAME (and --onnx/--engine/--native-engine)")
+    config = TimingConfig(warmup_iters=warmup_iters, warmup_seconds=warmup_seconds, window_iters=window_iters,
+                          min_windows=max(min_windows, stable_windows), stable_windows=stable_windows,
+                          tolerance=tolerance, max_windows=max_windows, max_seconds=max_seconds).validate()
+    console = Console(stderr=True, quiet=quiet)
+    result, paths = benchmark_from_sources(
+        checkpoint=checkpoint, variant=variant, image_size=image_size, num_classes=num_classes, onnx=onnx_path,
+        engine=engine, native_engine=native_engine, plugin_library=plugin_library, batch_sizes=batch_sizes,
+        backend_names=backend_names, device=device, include_compile=include_compile, compile_mode=compile_mode,
+        config=config, threads=threads, out_dir=out_dir, force=force, console=console)
+    import sys
+
+    out = Console(width=None if sys.stdout.isatty() else 150)  # a wide table also in logs and pipes
+    out.print(benchmark_table(result))
+    for line in skipped_lines(result.to_dict()):
+        out.print(f"[yellow]skipped[/] {line}", highlight=False)
+    for line in error_lines(result.to_dict()):
+        out.print(f"[red]error[/] {line}", highlight=False)
+    out.print(f"results: {paths['json']}, {paths['markdown']}, {paths['latency']}, {paths['throughput']}",
+              highlight=False)
+    if not result.measurements:
+        raise ToolchainError("no backend could be timed here", hint="see the skipped backends above")
+    if result.errors:
+        raise ToolchainError(f"{len(result.errors)} backend error(s): " + "; ".join(error_lines(result.to_dict())),
+                             hint=f"the other results are in {paths['markdown']}")
+

@@ -1,0 +1,82 @@
+"""``toolchain pipeline``: train, export, check, build and benchmark in one run folder."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.errors import ToolchainError
+
+
+def _sizes(ctx, param, value):
+    try:
+        sizes = tuple(int(part) for part in str(value).split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter("give comma-separated integers, e.g. 1,8,64,256") from None
+    if not sizes or any(size < 1 for size in sizes):
+        raise click.BadParameter("give positive batch sizes, e.g. 1,8,64,256")
+    return sizes
+
+
+@click.command("pipeline")
+@click.option("--out", "out_dir", default="runs/pipeline", show_default=True, type=click.Path(file_okay=False),
+              help="Run folder (refused when it exists and is not empty, unless --force).")
+@click.option("--force", is_flag=True, help="Reuse a non-empty run folder, overwriting its files.")
+@click.option("--variant", default="paper", show_default=True, help="paper, torchvision, torchvision-lrn or d2l.")
+@click.option("--dataset", default="digits", show_default=True,
+              help="digits, synthetic, fashion-mnist, cifar10 or imagefolder:PATH.")
+@click.option("--image-size", type=int, default=64, show_default=True, help="Input side.")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default: the dataset's, 12 for digits).")
+@click.option("--batch-size", type=int, default=None, help="Training batch size (default: the dataset's).")
+@click.option("--target-top1", type=float, default=0.95, show_default=True,
+              help="Stop training once validation top-1 reaches this (0 or less: train all epochs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="Training device: auto, cpu or cuda[:N].")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where downloaded datasets live.")
+@click.option("--parity-batch-sizes", default="1,32", show_default=True, callback=_sizes)
+@click.option("--parity-limit", type=click.IntRange(min=1), default=None,
+              help="Compare at most N validation images (default: the whole split).")
+@click.option("--bench-batch-sizes", default="1,8,64,256", show_default=True, callback=_sizes)
+@click.option("--bench-max-seconds", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Benchmark timing budget per backend, batch size and metric.")
+@click.option("--bench-warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--bench-window", type=click.IntRange(min=1), default=None, help="Calls per timing window.")
+@click.option("--include-compile", is_flag=True, help="Also time torch.compile on the CPU.")
+@click.option("--plugin-build-dir", default="build/plugins", show_default=True, type=click.Path(file_okay=False))
+@click.option("--cuda-archs", default=None, help='CMake CUDA architectures for the plugin build, e.g. "native".')
+@click.option("--skip", multiple=True, metavar="STEP",
+              help="Skip a step (repeatable): train, export-fp32, export-fp16, export-fp16-native, parity-onnxruntime, "
+                   "parity-onnxruntime-fp16, plugin-build, engine-build, engine-build-native, parity-tensorrt, "
+                   "parity-tensorrt-native, benchmark.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def pipeline(out_dir, force, variant, dataset, image_size, epochs, batch_size, target_top1, seed, device, data_dir,
+             parity_batch_sizes, parity_limit, bench_batch_sizes, bench_max_seconds, bench_warmup, bench_window,
+             include_compile, plugin_build_dir, cuda_archs, skip, quiet):
+    """Train -> export (FP32, FP16) -> ONNX Runtime parity -> plugin -> TensorRT engines -> TensorRT parity
+    -> benchmark, writing REPORT.md and pipeline.json in the run folder.
+
+    Steps needing a GPU, TensorRT or nvcc are skipped here when those are missing (the report gives the
+    reason and the command that would run each); the exit code is non-zero only when a step failed.
+    """
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from toolchain.pipeline import PipelineConfig, raise_if_failed, run_pipeline
+
+    if image_size is not None and image_size < 1:
+        raise ToolchainError(f"--image-size must be positive, got {image_size}")
+    config = PipelineConfig(
+        out_dir=out_dir, variant=variant, dataset=dataset, image_size=image_size, epochs=epochs,
+        batch_size=batch_size, target_top1=target_top1 if target_top1 and target_top1 > 0 else None, seed=seed,
+        device=device, data_dir=data_dir, parity_batch_sizes=parity_batch_sizes, parity_limit=parity_limit,
+        bench_batch_sizes=bench_batch_sizes, bench_max_seconds=bench_max_seconds, bench_warmup=bench_warmup,
+        bench_window=bench_window, include_compile=include_compile, plugin_build_dir=plugin_build_dir,
+        cuda_archs=cuda_archs, skip=tuple(skip), force=force, progress=not quiet)
+    record = run_pipeline(config, console=Console(stderr=True, quiet=quiet))
+    out = Console()
+    for step in record["steps"]:
+        status = {"ran": "[green]ran[/]", "skipped": "[yellow]skipped[/]", "failed": "[bold red]FAILED[/]"}[step["status"]]
+        detail = step["summary"] if step["status"] == "ran" else (step["reason"] or step["error"] or "")
+        out.print(f"{step['name']:24s} {status}  {detail}", highlight=False, soft_wrap=True)
+    out.print(f"report: {Path(record['out_dir']) / 'REPORT.md'}", highlight=False)
+    raise_if_failed(record)

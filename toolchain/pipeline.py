@@ -1,0 +1,500 @@
+"""``toolchain pipeline``: train -> export -> parity -> plugin -> engines -> parity -> benchmark -> report.
+
+One run folder holds everything::
+
+    RUN/train/            checkpoint (model.safetensors + model.json), history
+    RUN/onnx/             model-fp32.onnx, model-fp16.onnx (plugin LRN), model-fp16-native.onnx
+    RUN/parity/           one JSON report per parity check
+    RUN/engines/          model-fp16.engine, model-fp16-native.engine (+ manifests, layer info), timing cache
+    RUN/benchmark/        benchmark.json, benchmark.md, latency.png, throughput.png
+    RUN/REPORT.md         the summary; RUN/pipeline.json: every step's record
+
+Each step calls the Python API (not the CLI) and records its equivalent
+``toolchain ...`` command. A step whose requirement is missing here (a CUDA GPU,
+TensorRT, nvcc) is *skipped* with the reason and that command; a step whose
+prerequisite step did not run is skipped naming it; everything else runs. A step
+that raises is *failed* (the error's one line; for a bug also the traceback in
+pipeline.json) and the pipeline goes on with what does not depend on it. The
+pipeline fails (non-zero exit) when any step failed, never because of skips.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from toolchain.errors import MissingDependencyError, ToolchainError
+
+STATUSES = ("ran", "skipped", "failed")
+
+
+class PipelineError(ToolchainError):
+    """At least one pipeline step failed (the report was still written)."""
+
+    exit_code = 1
+
+
+@dataclass
+class PipelineConfig:
+    out_dir: str = "runs/pipeline"
+    variant: str = "paper"
+    dataset: str = "digits"
+    image_size: int | None = 64
+    epochs: int | None = None          # None: the dataset's default (12 for digits)
+    batch_size: int | None = None
+    target_top1: float | None = 0.95   # stop training once validation top-1 reaches it
+    seed: int = 0
+    device: str = "auto"               # training device
+    data_dir: str | None = None
+    parity_batch_sizes: tuple[int, ...] = (1, 32)
+    parity_limit: int | None = None    # None: the whole validation split
+    bench_batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
+    bench_max_seconds: float = 5.0
+    bench_warmup: int = 10
+    bench_window: int | None = None
+    include_compile: bool = False
+    plugin_build_dir: str = "build/plugins"
+    cuda_archs: str | None = None
+    skip: tuple[str, ...] = ()
+    force: bool = False
+    progress: bool = True
+
+
+@dataclass
+class StepResult:
+    name: str
+    title: str
+    command: str
+    status: str = "skipped"
+    reason: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    summary: str = ""
+    outputs: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+
+STEP_NAMES = ("train", "export-fp32", "export-fp16", "export-fp16-native", "parity-onnxruntime",
+              "parity-onnxruntime-fp16", "plugin-build", "engine-build", "engine-build-native", "parity-tensorrt",
+              "parity-tensorrt-native", "benchmark")
+
+
+def _q(value) -> str:
+    return shlex.quote(str(value))
+
+
+def cuda_reason() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    return None if torch.cuda.is_available() else "no CUDA GPU on this machine"
+
+
+def tensorrt_reason() -> str | None:
+    from toolchain.trt import tensorrt_available
+
+    ok, reason = tensorrt_available()
+    return None if ok else reason
+
+
+def nvcc_reason() -> str | None:
+    import shutil
+
+    from toolchain.plugin import find_nvcc
+
+    if find_nvcc() is None:
+        return "nvcc (the CUDA toolkit) is not installed"
+    if shutil.which("cmake") is None:
+        return "cmake is not installed"
+    return None
+
+
+def check_run_folder(out_dir, *, force: bool) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ToolchainError(f"{out} exists and is not a folder", hint="choose another --out")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ToolchainError(f"run folder {out} already exists and is not empty",
+                             hint="pass --force to reuse it (files are overwritten) or choose another --out")
+    return out
+
+
+class Pipeline:
+    """Runs the steps in order and keeps their records; see the module docstring."""
+
+    def __init__(self, config: PipelineConfig, console=None):
+        from rich.console import Console
+
+        unknown = [s for s in config.skip if s not in STEP_NAMES]
+        if unknown:
+            raise ToolchainError(f"unknown step(s) to skip: {', '.join(unknown)}",
+                                 hint=f"steps: {', '.join(STEP_NAMES)}")
+        if any(int(b) < 1 for b in (*config.parity_batch_sizes, *config.bench_batch_sizes)):
+            raise ToolchainError("batch sizes must be positive")
+        self.config = config
+        self.out = check_run_folder(config.out_dir, force=config.force)
+        self.console = console or Console(stderr=True, quiet=not config.progress)
+        self.steps: list[StepResult] = []
+        self.state: dict = {}
+        self.root_reasons: dict[str, str] = {}  # step -> the first cause of its skip
+        self.paths = {
+            "train": self.out / "train", "checkpoint": self.out / "train" / "model.safetensors",
+            "onnx_fp32": self.out / "onnx" / "model-fp32.onnx", "onnx_fp16": self.out / "onnx" / "model-fp16.onnx",
+            "onnx_native": self.out / "onnx" / "model-fp16-native.onnx",
+            "engine": self.out / "engines" / "model-fp16.engine",
+            "engine_native": self.out / "engines" / "model-fp16-native.engine",
+            "timing_cache": self.out / "engines" / "timing.cache", "parity": self.out / "parity",
+            "benchmark": self.out / "benchmark", "report": self.out / "REPORT.md", "json": self.out / "pipeline.json",
+        }
+
+    # ------------------------------------------------------------------ machinery
+
+    def result(self, name: str) -> StepResult | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def ran(self, name: str) -> bool:
+        step = self.result(name)
+        return step is not None and step.status == "ran"
+
+    def step(self, name: str, title: str, command: str, fn: Callable[[StepResult], None], *,
+             needs: tuple[str, ...] = (), requires: Callable[[], str | None] | None = None) -> StepResult:
+        record = StepResult(name=name, title=title, command=command)
+        self.steps.append(record)
+        index = len(self.steps)
+        self.console.rule(f"[bold]{index}/{len(STEP_NAMES)} {name}[/]: {title}", align="left")
+        self.console.print(f"[dim]$ {command}[/]", highlight=False, soft_wrap=True)
+        reason = None
+        if name in self.config.skip:
+            reason = "skipped by --skip"
+        for dep in needs:
+            if reason:
+                break
+            dep_step = self.result(dep)
+            if dep_step is None or dep_step.status != "ran":
+                if dep_step is None:
+                    state = "did not run"
+                elif dep_step.status == "failed":
+                    state = "failed"
+                else:  # carry the root cause along, so each skip says why on its own
+                    state = f"was skipped ({self.root_reasons.get(dep, dep_step.reason)})"
+                    record.details["root_reason"] = self.root_reasons.get(dep, dep_step.reason)
+                reason = f"needs step {dep}, which {state}"
+        if reason is None and requires is not None:
+            reason = requires()
+        if reason:
+            record.status, record.reason = "skipped", reason
+            self.root_reasons[name] = record.details.get("root_reason", reason)
+            self.console.print(f"[yellow]skipped[/]: {reason}", highlight=False)
+            return record
+        started = time.perf_counter()
+        try:
+            fn(record)
+            record.status = "ran"
+        except MissingDependencyError as exc:  # found missing only while running (e.g. cmake)
+            record.status, record.reason = "skipped", exc.one_line()
+        except ToolchainError as exc:
+            record.status, record.error = "failed", exc.one_line()
+        except Exception as exc:  # a bug: keep going, keep the traceback for the report
+            record.status = "failed"
+            record.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+            record.details["traceback"] = traceback.format_exc()
+        record.seconds = time.perf_counter() - started
+        if record.status == "ran":
+            self.console.print(f"[green]ran[/] in {record.seconds:.1f} s" + (f": {record.summary}" if record.summary
+                                                                             else ""), highlight=False)
+        elif record.status == "skipped":
+            self.console.print(f"[yellow]skipped[/]: {record.reason}", highlight=False)
+        else:
+            self.console.print(f"[bold red]FAILED[/] after {record.seconds:.1f} s: {record.error}", highlight=False)
+        return record
+
+    # ------------------------------------------------------------------ steps
+
+    def _checkpoint(self):
+        if "checkpoint" not in self.state:
+            from toolchain.checkpoint import load_checkpoint
+
+            self.state["checkpoint"] = load_checkpoint(self.paths["checkpoint"])
+        return self.state["checkpoint"]
+
+    def _train(self, record: StepResult) -> None:
+        from toolchain.train import TrainConfig, run_training
+
+        c = self.config
+        result = run_training(TrainConfig(
+            variant=c.variant, dataset=c.dataset, out_dir=str(self.paths["train"]), image_size=c.image_size,
+            epochs=c.epochs, batch_size=c.batch_size, target_top1=c.target_top1, seed=c.seed, device=c.device,
+            data_dir=c.data_dir, force=c.force, progress=c.progress))
+        metrics = dict(result.metrics)
+        record.outputs = {"checkpoint": str(result.checkpoint)}
+        record.details = {"metrics": metrics, "history": result.history}
+        record.summary = (f"validation top-1 {metrics.get('val_top1', float('nan')):.4f} "
+                          f"(epoch {metrics.get('epoch')}, {metrics.get('train_seconds')} s)")
+
+    def _export(self, record: StepResult, *, key: str, dtype: str, lrn: str) -> None:
+        from toolchain.export import export_model
+
+        ckpt = self._checkpoint()
+        result = export_model(ckpt.model, ckpt.meta, checkpoint_sha256=ckpt.sha256, output=self.paths[key],
+                              force=self.config.force, lrn=lrn, dtype=dtype)
+        from toolchain.io import sha256_file
+
+        record.outputs = {"onnx": str(result.path)}
+        record.details = {"lrn_nodes": result.lrn_nodes, "bytes": result.path.stat().st_size,
+                          "sha256": sha256_file(result.path), "export_seconds": round(result.seconds, 2)}
+        record.summary = (f"{result.path.name}: {result.path.stat().st_size / 1e6:.1f} MB, {len(result.lrn_nodes)} "
+                          f"{'FusedLRN' if lrn == 'plugin' else 'LRN'} node(s)")
+
+    def _native_reason(self) -> str | None:
+        from toolchain.export import check_native
+
+        try:
+            check_native(self._checkpoint().model)
+        except ToolchainError as exc:
+            return exc.one_line()
+        return None
+
+    def _inputs(self):
+        if "inputs" not in self.state:
+            from toolchain.parity import dataset_inputs
+
+            ckpt = self._checkpoint()
+            images, labels = dataset_inputs(ckpt.meta.get("dataset") or self.config.dataset, ckpt.meta,
+                                            limit=self.config.parity_limit, data_dir=self.config.data_dir)
+            self.state["inputs"] = (images, labels)
+        return self.state["inputs"]
+
+    def _parity(self, record: StepResult, *, candidate_factory, precision: str, report_name: str,
+                max_batch: int | None = None) -> None:
+        from toolchain.io import write_json_atomic
+        from toolchain.parity import load_tolerances, run_parity
+        from toolchain.runners import TorchRunner
+
+        ckpt = self._checkpoint()
+        images, labels = self._inputs()
+        sizes = [b for b in self.config.parity_batch_sizes if max_batch is None or b <= max_batch] or [1]
+        reference = TorchRunner(ckpt.model, device="cpu")
+        candidate = candidate_factory()
+        with reference, candidate:
+            report = run_parity(reference, candidate, images, batch_sizes=sizes, labels=labels,
+                                tolerances=load_tolerances(precision), precision=precision)
+        source = f"{ckpt.meta.get('dataset')} validation split, {len(images)} images"
+        report.inputs["source"] = source
+        data = report.to_dict()
+        path = self.paths["parity"] / report_name
+        write_json_atomic(path, data, force=self.config.force)
+        record.outputs = {"report": str(path)}
+        record.details = {"report": data, "inputs": source}
+        worst = max((c.metrics.get("max_abs_error", 0.0) for c in report.comparisons), default=0.0)
+        agreement = min((c.metrics.get("top1_agreement", 1.0) for c in report.comparisons), default=1.0)
+        record.summary = (f"{'PASS' if report.passed else 'FAIL'}: max abs error {worst:.3g}, top-1 agreement "
+                          f"{agreement:.4f} on {len(images)} images, batch sizes {', '.join(map(str, sizes))}")
+        report.raise_if_failed()  # after writing: the report shows every check
+
+    def _plugin_build(self, record: StepResult) -> None:
+        from toolchain.plugin import build_plugins
+
+        result = build_plugins(self.config.plugin_build_dir, cuda_archs=self.config.cuda_archs)
+        from toolchain.io import sha256_file
+
+        record.outputs = {k: result[k] for k in ("kernels", "tensorrt", "tensorrt_dynamic", "log") if result.get(k)}
+        record.details = {"result": result, "sha256": {k: sha256_file(v) for k, v in record.outputs.items()
+                                                        if k != "log"}}
+        built = [k for k in ("kernels", "tensorrt", "tensorrt_dynamic") if result.get(k)]
+        record.summary = f"built {', '.join(built)}" + (f"; TensorRT plugin skipped: {result['tensorrt_skipped']}"
+                                                        if result.get("tensorrt_skipped") else "")
+
+    def _plugin_library(self) -> str | None:
+        step = self.result("plugin-build")
+        if step is not None and step.outputs.get("tensorrt"):
+            return step.outputs["tensorrt"]
+        from toolchain.plugin import find_library
+
+        found = find_library("tensorrt")
+        return str(found) if found else None
+
+    def _engine_reason(self, *, plugin: bool) -> str | None:
+        reasons = [r for r in (cuda_reason(), tensorrt_reason()) if r]
+        if reasons:
+            return "; ".join(reasons)
+        if plugin and self._plugin_library() is None:
+            return "the TensorRT plugin library was not built (toolchain plugin build, with TensorRT available)"
+        return None
+
+    def _engine_max_batch(self) -> int:
+        return max(*self.config.bench_batch_sizes, *self.config.parity_batch_sizes)
+
+    def _build_engine(self, record: StepResult, *, onnx_key: str, engine_key: str, lrn: str) -> None:
+        from toolchain.trt.builder import build_engine
+        from toolchain.trt.manifest import read_manifest
+
+        path = build_engine(self.paths[onnx_key], self.paths[engine_key],
+                            plugin_library=self._plugin_library() if lrn == "plugin" else None, lrn=lrn,
+                            max_batch=self._engine_max_batch(), timing_cache=self.paths["timing_cache"],
+                            force=self.config.force, log=lambda m: self.console.print(m, highlight=False))
+        manifest = read_manifest(path)
+        record.outputs = {"engine": str(path)}
+        record.details = {"manifest": manifest}
+        record.summary = (f"{path.name}: {manifest['engine']['bytes'] / 1e6:.1f} MB, "
+                          f"{manifest['build'].get('precision')}, TensorRT {manifest['environment'].get('tensorrt')}")
+
+    def _benchmark(self, record: StepResult) -> None:
+        from toolchain.benchmark import TimingConfig, benchmark_from_sources
+
+        c = self.config
+        config = TimingConfig(warmup_iters=c.bench_warmup, window_iters=c.bench_window,
+                              max_seconds=c.bench_max_seconds,
+                              warmup_seconds=min(0.5, c.bench_max_seconds)).validate()
+        result, paths = benchmark_from_sources(
+            checkpoint=self.paths["checkpoint"],
+            onnx=self.paths["onnx_fp32"] if self.ran("export-fp32") else None,
+            engine=self.paths["engine"] if self.ran("engine-build") else None,
+            native_engine=self.paths["engine_native"] if self.ran("engine-build-native") else None,
+            plugin_library=self._plugin_library() if self.ran("engine-build") else None,
+            batch_sizes=list(c.bench_batch_sizes), include_compile=c.include_compile, config=config,
+            out_dir=self.paths["benchmark"], force=c.force, console=self.console)
+        data = result.to_dict()
+        self.state["benchmark"] = data
+        record.outputs = {name: str(path) for name, path in paths.items()}
+        record.details = {"skipped": data["skipped"], "errors": data["errors"], "backends": data["backends"]}
+        record.summary = (f"{len(data['backends'])} backend(s) x {len(data['batch_sizes'])} batch size(s) timed, "
+                          f"{len([s for s in data['skipped'] if s['batch_size'] is None])} backend(s) skipped")
+        if not data["measurements"]:
+            raise ToolchainError("no backend could be timed")
+        if data["errors"]:
+            from toolchain.report import error_lines
+
+            raise ToolchainError(f"{len(data['errors'])} backend error(s): " + "; ".join(error_lines(data)),
+                                 hint="the other results are in benchmark/benchmark.md")
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> dict:
+        from toolchain.environment import capture_environment
+
+        c = self.config
+        p = self.paths
+        started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        started = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        environment = capture_environment()
+        force = " --force" if c.force else ""
+        ckpt = _q(p["checkpoint"])
+
+        train_cmd = (f"toolchain train --variant {_q(c.variant)} --dataset {_q(c.dataset)}"
+                     + (f" --image-size {c.image_size}" if c.image_size else "")
+                     + (f" --epochs {c.epochs}" if c.epochs else "")
+                     + (f" --batch-size {c.batch_size}" if c.batch_size else "")
+                     + (f" --target-top1 {c.target_top1}" if c.target_top1 is not None else "")
+                     + f" --seed {c.seed} --device {c.device}"
+                     + (f" --data-dir {_q(c.data_dir)}" if c.data_dir else "")
+                     + f" --out {_q(p['train'])}{force}")
+        self.step("train", "train the model", train_cmd, self._train)
+
+        for name, key, dtype, lrn, title in (
+                ("export-fp32", "onnx_fp32", "fp32", "plugin", "export FP32 ONNX (FusedLRN nodes)"),
+                ("export-fp16", "onnx_fp16", "fp16", "plugin", "export FP16 ONNX for TensorRT (FusedLRN nodes)"),
+                ("export-fp16-native", "onnx_native", "fp16", "native", "export FP16 ONNX with native LRN")):
+            cmd = (f"toolchain export --checkpoint {ckpt} -o {_q(p[key])}"
+                   + (f" --dtype {dtype}" if dtype != "fp32" else "") + (f" --lrn {lrn}" if lrn != "plugin" else "")
+                   + force)
+            self.step(name, title, cmd, lambda r, k=key, d=dtype, l=lrn: self._export(r, key=k, dtype=d, lrn=l),
+                      needs=("train",), requires=self._native_reason if lrn == "native" else None)
+
+        from toolchain.runners import OnnxRuntimeRunner
+
+        sizes = ",".join(map(str, c.parity_batch_sizes))
+        limit = f" --limit {c.parity_limit}" if c.parity_limit else ""
+        for name, key, precision, report in (("parity-onnxruntime", "onnx_fp32", "fp32", "onnxruntime-fp32.json"),
+                                             ("parity-onnxruntime-fp16", "onnx_fp16", "fp16",
+                                              "onnxruntime-fp16.json")):
+            cmd = (f"toolchain parity --backend onnxruntime --onnx {_q(p[key])} --checkpoint {ckpt}"
+                   f" --batch-sizes {sizes}{limit} --precision {precision} --report {_q(p['parity'] / report)}{force}")
+            export_step = "export-fp32" if key == "onnx_fp32" else "export-fp16"
+            self.step(name, f"ONNX Runtime CPU vs eager PyTorch ({precision.upper()} tolerances)", cmd,
+                      lambda r, k=key, pr=precision, rep=report: self._parity(
+                          r, candidate_factory=lambda: OnnxRuntimeRunner(p[k]), precision=pr, report_name=rep),
+                      needs=("train", export_step))
+
+        self.step("plugin-build", "build the LRN kernel and TensorRT plugin libraries",
+                  f"toolchain plugin build --build-dir {_q(c.plugin_build_dir)}"
+                  + (f" --cuda-archs {_q(c.cuda_archs)}" if c.cuda_archs else ""),
+                  self._plugin_build, requires=nvcc_reason)
+
+        max_batch = self._engine_max_batch()
+        for name, onnx_key, engine_key, lrn, export_step in (
+                ("engine-build", "onnx_fp16", "engine", "plugin", "export-fp16"),
+                ("engine-build-native", "onnx_native", "engine_native", "native", "export-fp16-native")):
+            plugin = self._plugin_library() if lrn == "plugin" else None
+            cmd = (f"toolchain build {_q(p[onnx_key])} -o {_q(p[engine_key])}"
+                   + (f" --plugin {_q(plugin)}" if plugin else "") + (" --lrn native" if lrn == "native" else "")
+                   + f" --max-batch {max_batch} --timing-cache {_q(p['timing_cache'])}{force}")
+            self.step(name, f"build the FP16 TensorRT engine ({'FusedLRN plugin' if lrn == 'plugin' else 'native LRN'})",
+                      cmd, lambda r, o=onnx_key, e=engine_key, l=lrn: self._build_engine(r, onnx_key=o, engine_key=e,
+                                                                                      lrn=l),
+                      needs=(export_step,), requires=lambda l=lrn: self._engine_reason(plugin=l == "plugin"))
+
+        for name, engine_key, build_step, report in (("parity-tensorrt", "engine", "engine-build",
+                                                      "tensorrt-plugin.json"),
+                                                     ("parity-tensorrt-native", "engine_native", "engine-build-native",
+                                                      "tensorrt-native.json")):
+            cmd = (f"toolchain parity --backend tensorrt --engine {_q(p[engine_key])} --checkpoint {ckpt}"
+                   f" --batch-sizes {sizes}{limit} --precision fp16 --report {_q(p['parity'] / report)}{force}")
+
+            def candidate(e=engine_key, build=build_step):
+                from toolchain.runners import make_runner
+
+                plugin = self._plugin_library() if build == "engine-build" else None
+                return make_runner("tensorrt", engine_path=p[e], **({"plugin_library": plugin} if plugin else {}))
+
+            self.step(name, "TensorRT FP16 vs eager PyTorch on the validation split", cmd,
+                      lambda r, f=candidate, rep=report: self._parity(r, candidate_factory=f, precision="fp16",
+                                                                      report_name=rep, max_batch=max_batch),
+                      needs=("train", build_step), requires=lambda: cuda_reason() or tensorrt_reason())
+
+        bench_cmd = (f"toolchain benchmark --checkpoint {ckpt}"
+                     + (f" --onnx {_q(p['onnx_fp32'])}" if self.ran("export-fp32") else "")
+                     + (f" --engine {_q(p['engine'])}" if self.ran("engine-build") else "")
+                     + (f" --native-engine {_q(p['engine_native'])}" if self.ran("engine-build-native") else "")
+                     + f" --batch-sizes {','.join(map(str, c.bench_batch_sizes))} --warmup {c.bench_warmup}"
+                     + (f" --window {c.bench_window}" if c.bench_window else "")
+                     + f" --max-seconds {c.bench_max_seconds}" + (" --include-compile" if c.include_compile else "")
+                     + f" --out {_q(p['benchmark'])}{force}")
+        self.step("benchmark", "time every backend available here", bench_cmd, self._benchmark, needs=("train",))
+
+        record = {
+            "out_dir": str(self.out), "started_at": started_at, "seconds": time.perf_counter() - started,
+            "config": asdict(c), "environment": environment,
+            "passed": not any(s.status == "failed" for s in self.steps),
+            "steps": [asdict(s) for s in self.steps],
+        }
+        self.write_reports(record)
+        return record
+
+    def write_reports(self, record: dict) -> None:
+        from toolchain.io import write_json_atomic, write_text_atomic
+        from toolchain.report import pipeline_markdown
+
+        text = pipeline_markdown(record, benchmark=self.state.get("benchmark"),
+                                 benchmark_dir="benchmark" if self.state.get("benchmark") else None)
+        write_json_atomic(self.paths["json"], record, force=True if self.config.force else False)
+        write_text_atomic(self.paths["report"], text, force=True if self.config.force else False)
+
+
+def run_pipeline(config: PipelineConfig, console=None) -> dict:
+    """Run every step; return the pipeline record (also written to pipeline.json and REPORT.md)."""
+    return Pipeline(config, console=console).run()
+
+
+def raise_if_failed(record: dict) -> None:
+    failed = [s for s in record["steps"] if s["status"] == "failed"]
+    if failed:
+        raise PipelineError(f"{len(failed)} pipeline step(s) failed: "
+                            + "; ".join(f"{s['name']}: {s['error']}" for s in failed),
+                            hint=f"see {Path(record['out_dir']) / 'REPORT.md'}")
