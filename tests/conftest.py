@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -36,13 +35,9 @@ def _tensorrt_reason() -> str | None:
 
 
 def _nvcc_reason() -> str | None:
-    from toolchain.plugin import find_nvcc
+    from toolchain.plugin import build_tools_unavailable
 
-    if find_nvcc() is None:
-        return "nvcc (the CUDA toolkit) is not installed"
-    if shutil.which("cmake") is None:
-        return "cmake is not installed"
-    return None
+    return build_tools_unavailable()
 
 
 def pytest_collection_modifyitems(config, items):

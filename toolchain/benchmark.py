@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from toolchain.errors import ToolchainError
+from toolchain.options import parse_batch_sizes
 
 METRICS = ("gpu", "host", "host_copy")
 METRIC_TITLES = {
@@ -306,7 +307,10 @@ class Backend:
         raise NotImplementedError
 
     def run_copy(self) -> None:
-        raise NotImplementedError
+        # GPU backends keep pinned host buffers in ``self.inputs`` (_TorchInputs).
+        self.inputs.copy_in()
+        self.run()
+        self.inputs.copy_out(self.output)
 
     def sync(self) -> None:
         if self.device == "cuda":
@@ -434,10 +438,6 @@ class EagerBackend(Backend):
         with torch.inference_mode():
             self.output = self._forward(self.inputs.device_input)
 
-    def run_copy(self) -> None:
-        self.inputs.copy_in()
-        self.run()
-        self.inputs.copy_out(self.output)
 
     def close(self) -> None:
         self.inputs = self.output = None
@@ -673,10 +673,6 @@ class TensorRTBackend(Backend):
     def run(self) -> None:
         self.output = self.runner.infer_torch({self._input_name: self.inputs.device_input})[self._output_name]
 
-    def run_copy(self) -> None:
-        self.inputs.copy_in()
-        self.run()
-        self.inputs.copy_out(self.output)
 
     def close(self) -> None:
         self.inputs = self.output = None
@@ -815,14 +811,6 @@ def parse_backend_names(text: str | None) -> list[str]:
     return names
 
 
-def parse_batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise ToolchainError(f"batch sizes {text!r} are not comma-separated integers", hint="e.g. 1,8,64,256") from None
-    if not sizes or any(size < 1 for size in sizes):
-        raise ToolchainError(f"batch sizes {text!r} must be positive", hint="e.g. 1,8,64,256")
-    return sorted(dict.fromkeys(sizes))
 
 
 def make_backends(*, model_factory: Callable[[], object] | None, input_shape, onnx=None, engine=None,

@@ -104,15 +104,9 @@ def tensorrt_reason() -> str | None:
 
 
 def nvcc_reason() -> str | None:
-    import shutil
+    from toolchain.plugin import build_tools_unavailable
 
-    from toolchain.plugin import find_nvcc
-
-    if find_nvcc() is None:
-        return "nvcc (the CUDA toolkit) is not installed"
-    if shutil.which("cmake") is None:
-        return "cmake is not installed"
-    return None
+    return build_tools_unavailable()
 
 
 def check_run_folder(out_dir, *, force: bool) -> Path:

@@ -61,6 +61,15 @@ def find_nvcc() -> Path | None:
     return None
 
 
+def build_tools_unavailable() -> str | None:
+    """Why the plugin cannot be compiled here (no nvcc or no cmake), or None."""
+    if find_nvcc() is None:
+        return "nvcc (the CUDA toolkit) is not installed"
+    if shutil.which("cmake") is None:
+        return "cmake is not installed"
+    return None
+
+
 def default_source_dir() -> Path:
     """The CMake project: the installed copy ``toolchain/plugin_src``, else the repo's ``plugins/``."""
     for candidate in (_PACKAGE_DIR / "plugin_src", _REPO_DIR / "plugins"):

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import click
 
+from toolchain.options import batch_sizes_callback
 
-def _batch_sizes(ctx, param, value):
-    try:
-        sizes = [int(part) for part in str(value).split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter("give comma-separated integers, e.g. 1,32") from None
-    if not sizes or any(size < 1 for size in sizes):
-        raise click.BadParameter("give positive batch sizes, e.g. 1,32")
-    return sizes
+
 
 
 @click.command("parity")
@@ -31,7 +25,7 @@ def _batch_sizes(ctx, param, value):
 @click.option("--limit", type=int, help="At most N validation images.")
 @click.option("--random", "random_n", type=int, help="Compare on N seeded random inputs instead.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
-@click.option("--batch-sizes", default="1,32", show_default=True, callback=_batch_sizes,
+@click.option("--batch-sizes", default="1,32", show_default=True, callback=batch_sizes_callback,
               help="Comma-separated batch sizes; every input runs at each.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]),
               help="Default tolerances (default: the ONNX dtype; fp16 for tensorrt).")

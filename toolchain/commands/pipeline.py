@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import click
 
+from toolchain.options import batch_sizes_callback
+
 from toolchain.errors import ToolchainError
 
 
-def _sizes(ctx, param, value):
-    try:
-        sizes = tuple(int(part) for part in str(value).split(",") if part.strip())
-    except ValueError:
-        raise click.BadParameter("give comma-separated integers, e.g. 1,8,64,256") from None
-    if not sizes or any(size < 1 for size in sizes):
-        raise click.BadParameter("give positive batch sizes, e.g. 1,8,64,256")
-    return sizes
 
 
 @click.command("pipeline")
@@ -32,10 +26,10 @@ def _sizes(ctx, param, value):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="Training device: auto, cpu or cuda[:N].")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where downloaded datasets live.")
-@click.option("--parity-batch-sizes", default="1,32", show_default=True, callback=_sizes)
+@click.option("--parity-batch-sizes", default="1,32", show_default=True, callback=batch_sizes_callback)
 @click.option("--parity-limit", type=click.IntRange(min=1), default=None,
               help="Compare at most N validation images (default: the whole split).")
-@click.option("--bench-batch-sizes", default="1,8,64,256", show_default=True, callback=_sizes)
+@click.option("--bench-batch-sizes", default="1,8,64,256", show_default=True, callback=batch_sizes_callback)
 @click.option("--bench-max-seconds", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               help="Benchmark timing budget per backend, batch size and metric.")
 @click.option("--bench-warmup", type=click.IntRange(min=0), default=10, show_default=True)
