@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from toolchain.errors import ToolchainError
+from toolchain.environment import cuda_unavailable
 from toolchain.options import parse_batch_sizes
 
 METRICS = ("gpu", "host", "host_copy")
@@ -337,13 +338,6 @@ class Backend:
                 "description": self.description}
 
 
-def _cuda_reason() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed"
-    return None if torch.cuda.is_available() else "no CUDA GPU"
-
 
 class _TorchInputs:
     """Random inputs for one batch size: on the device, and (GPU) pinned host copies of input and output."""
@@ -396,7 +390,7 @@ class EagerBackend(Backend):
         if self.model_factory is None:
             return "no model given (--checkpoint or --variant)"
         if self.device == "cuda" or self.fused_lrn or self.precision == "fp16":
-            reason = _cuda_reason()
+            reason = cuda_unavailable()
             if reason:
                 return reason
         if self.fused_lrn:
@@ -540,7 +534,7 @@ class OnnxRuntimeBackend(Backend):
         except ImportError:
             return "onnxruntime is not installed"
         if self.provider == "cuda":
-            reason = _cuda_reason()
+            reason = cuda_unavailable()
             if reason:
                 return reason
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -628,7 +622,7 @@ class TensorRTBackend(Backend):
 
     def unavailable(self) -> str | None:
         # The most fundamental reason first: no GPU, then no TensorRT, then no engine.
-        reason = _cuda_reason()
+        reason = cuda_unavailable()
         if reason:
             return reason
         from toolchain.trt import tensorrt_available
@@ -822,7 +816,7 @@ def make_backends(*, model_factory: Callable[[], object] | None, input_shape, on
     ``device``: where eager FP32 runs ("auto": the GPU when there is one).
     ``include_compile``: torch.compile also on the CPU (slow to compile on few cores).
     """
-    has_cuda = _cuda_reason() is None
+    has_cuda = cuda_unavailable() is None
     if device == "auto":
         device = "cuda" if has_cuda else "cpu"
     if device not in ("cpu", "cuda"):

@@ -18,6 +18,15 @@ from pathlib import Path
 from toolchain import __version__
 
 
+def cuda_unavailable() -> str | None:
+    """Why no CUDA GPU can be used here (no torch, or no device), or None."""
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    return None if torch.cuda.is_available() else "no CUDA GPU on this machine"
+
+
 def cpu_model() -> str | None:
     """The CPU's marketing name ("AMD EPYC 7B13"), from /proc/cpuinfo where there is one."""
     try:

@@ -89,11 +89,9 @@ def _q(value) -> str:
 
 
 def cuda_reason() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed"
-    return None if torch.cuda.is_available() else "no CUDA GPU on this machine"
+    from toolchain.environment import cuda_unavailable
+
+    return cuda_unavailable()
 
 
 def tensorrt_reason() -> str | None:
