@@ -1,8 +1,8 @@
 """Deployment examples: the C++ example compiles against TensorRT 10/11 headers and its host code
 (JSON, SHA-256, preprocessing) agrees with Python; the Python example needs no torch.
 
-C++ checks run when $TOOLCHAIN_TRT_HEADERS names one or more TensorRT include folders
-(os.pathsep-separated), e.g. /work/trt-headers/v10.16/include:/work/trt-headers/v11.1/include.
+C++ checks run against every TensorRT headers folder tests/trtenv.py finds ($TOOLCHAIN_TRT_HEADERS,
+else ../shared/trt-headers beside the checkout).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 def _trt_header_dirs() -> list[Path]:
-    value = os.environ.get("TOOLCHAIN_TRT_HEADERS", "")
-    return [Path(p) for p in value.split(os.pathsep) if p]
+    import trtenv
+
+    return list(trtenv.header_dirs().values())
 
 
 def _cuda_include() -> Path | None:
@@ -46,7 +47,9 @@ def _cuda_include() -> Path | None:
 def _require_cpp_toolchain() -> tuple[list[Path], Path, str]:
     headers = _trt_header_dirs()
     if not headers:
-        pytest.skip("set TOOLCHAIN_TRT_HEADERS to TensorRT include folder(s) to compile-check the C++ example")
+        import trtenv
+
+        pytest.skip(trtenv.header_skip_reason())
     cuda = _cuda_include()
     if cuda is None:
         pytest.skip("CUDA headers (cuda_runtime_api.h) not found")

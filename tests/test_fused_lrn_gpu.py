@@ -45,6 +45,20 @@ def test_invalid_parameters_raise():
         fused.fused_lrn(x, 0)
     with pytest.raises(ValueError, match="bias"):
         fused.fused_lrn(x, 3, bias=0.0)
+    # Checked before ctypes narrows size to a C int (2**32 + 5 would run as 5).
+    with pytest.raises(ValueError, match="size"):
+        fused.fused_lrn(x, 2**32 + 5)
+    with pytest.raises(ValueError, match="size"):
+        fused._check_params(2**31, 1e-4, 0.75, 1.0)
+    fused._check_params(2**31 - 1, 1e-4, 0.75, 1.0)
+
+
+def test_lrn_params_refuse_sizes_the_parser_would_narrow():
+    from toolchain.lrn_op import LRNParams
+
+    assert LRNParams(size=2**31 - 1).size == 2**31 - 1
+    with pytest.raises(ValueError, match="size"):
+        LRNParams(size=2**32 + 5)
 
 
 def test_ensure_registered_is_idempotent_and_op_checks():

@@ -1,8 +1,9 @@
 """The FusedLRN libraries: names, CMake build, C ABI, kernel logic (on the host), plugin headers.
 
 Nothing here needs a GPU. The CMake build compiles for one architecture (sm_80) to
-keep CI time down. Tests against TensorRT headers run only when TOOLCHAIN_TRT_HEADERS
-names a folder holding NvInfer.h (they never fetch anything).
+keep CI time down. Tests against TensorRT headers use the folders tests/trtenv.py finds
+($TOOLCHAIN_TRT_HEADERS, else ../shared/trt-headers) and skip, saying so, without them.
+The plugin inside TensorRT's real registry: tests/test_plugin_conformance.py.
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ PLUGIN_DIR = default_source_dir() / "lrn"
 CUDA_ERROR_INVALID_VALUE = 1
 
 
-def _trt_headers() -> Path:
-    value = os.environ.get("TOOLCHAIN_TRT_HEADERS")
-    if not value:
-        pytest.skip("TOOLCHAIN_TRT_HEADERS is not set (a TensorRT include folder for the header checks)")
-    path = Path(value)
-    if not (path / "NvInfer.h").is_file():
-        pytest.skip(f"TOOLCHAIN_TRT_HEADERS={value} holds no NvInfer.h")
+def _trt_headers(major: int) -> Path:
+    import trtenv
+
+    path = trtenv.header_dirs().get(major)
+    if path is None:
+        pytest.skip(trtenv.header_skip_reason(major))
     return path
 
 
@@ -147,6 +147,7 @@ _HARNESS = textwrap.dedent(r"""
     #include "lrnKernel.cu"
     #include <cstdio>
     #include <cstdlib>
+    #include <sys/mman.h>
     #include <vector>
     using namespace toolchain::lrn;
     template <typename T, int U>
@@ -163,10 +164,10 @@ _HARNESS = textwrap.dedent(r"""
         std::vector<float> ring(p.ring);
         for (long item = 0; item < p.items; ++item)
         {
-            int chunk = item / p.columns;
-            long col = item - (long) chunk * p.columns, nn = col / p.hw;
+            long chunk = item / p.columns;
+            long col = item - chunk * p.columns, nn = col / p.hw;
             long off = nn * p.C * p.hw + (col - nn * p.hw);
-            int b = chunk * p.chunkC, e = imin(p.C, b + p.chunkC);
+            long b = chunk * p.chunkC, e = lmin(p.C, b + p.chunkC);
             if (global) lrnColumn<T, U>(x.data() + off, y.data() + off, b, e, p, GlobalRing{});
             else lrnColumn<T, U>(x.data() + off, y.data() + off, b, e, p, SmemRing{ring.data(), 1});
         }
@@ -176,7 +177,32 @@ _HARNESS = textwrap.dedent(r"""
         printf("%ld\n", (long) (p.items / p.columns));
         return 0;
     }
-    int main(int, char** a) { return atoi(a[1]) == 1 ? run<__half, 8>(a) : run<float, 4>(a); }
+    // One column of C channels (N = H = W = 1) in sparse, zero-filled memory: only the
+    // pages around [first, first + count) are touched, so C can be INT32_MAX.
+    int sparse(char** a)
+    {
+        long c = atol(a[2]), first = atol(a[7]), count = atol(a[8]);
+        int size = atoi(a[3]), global = atoi(a[9]);
+        size_t bytes = (size_t) c * sizeof(float);
+        float* x = (float*) mmap(0, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        float* y = (float*) mmap(0, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (x == MAP_FAILED || y == MAP_FAILED) return 3;
+        FILE* f = fopen(a[10], "rb");
+        if (!f || fread(x + first, sizeof(float), count, f) != (size_t) count) return 2;
+        fclose(f);
+        LrnParams p = makeParams(1, c, 1, 1, size, atof(a[4]), atof(a[5]), atof(a[6]), 132);
+        std::vector<float> ring(p.ring);
+        // The chunk holding `first`, walked from the chunk's start as the kernel does.
+        long b = first / p.chunkC * p.chunkC, e = lmin(p.C, b + p.chunkC);
+        if (global) lrnColumn<float, 4>(x, y, b, e, p, GlobalRing{});
+        else lrnColumn<float, 4>(x, y, b, e, p, SmemRing{ring.data(), 1});
+        f = fopen(a[11], "wb");
+        fwrite(y + first, sizeof(float), count, f);
+        fclose(f);
+        printf("%ld %ld\n", b, e);
+        return 0;
+    }
+    int main(int, char** a) { int m = atoi(a[1]); return m == 2 ? sparse(a) : m == 1 ? run<__half, 8>(a) : run<float, 4>(a); }
 """)
 
 
@@ -283,115 +309,64 @@ def test_kernel_walk_huge_size_on_host(host_harness):
     np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-7)
 
 
-# --- TensorRT headers (only with TOOLCHAIN_TRT_HEADERS) --------------------------------------
+@pytest.mark.needs_nvcc
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_kernel_walk_beta_zero_returns_x_on_host(host_harness, dtype):
+    # beta = 0: y = x even where the window holds Inf/NaN or its sum overflows FP32
+    # (PyTorch: pow(inf, 0) = pow(nan, 0) = 1), not 0 * log2(inf) = NaN.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 30, 2, 2)).astype(dtype)
+    x[0, 5, 0, 0] = np.inf
+    x[0, 12, 1, 1] = np.nan
+    if dtype == np.float32:
+        x[0, 20:24, 0, 1] = 3e38  # squares overflow the FP32 sum
+    y, _ = _run_harness(host_harness, x, 5, 1.0, 0.0, 1.0, 132, False)
+    ref = _reference(x, 5, 1.0, 0.0, 1.0)
+    np.testing.assert_array_equal(ref, x.astype(np.float64))  # what PyTorch does
+    np.testing.assert_array_equal(y, x)
 
-def test_plugin_sources_compile_against_tensorrt_headers():
-    headers = _trt_headers()
+
+def _run_sparse(harness, channels, size, alpha, beta, bias, first, values, global_ring):
+    folder, exe = harness
+    values.astype(np.float32).tofile(folder / "sparse-in.bin")
+    out = subprocess.run([str(exe), "2", str(channels), str(size), repr(alpha), repr(beta), repr(bias), str(first),
+                          str(values.size), str(int(global_ring)), str(folder / "sparse-in.bin"),
+                          str(folder / "sparse-out.bin")], check=True, capture_output=True, text=True)
+    begin, end = map(int, out.stdout.split())
+    return np.fromfile(folder / "sparse-out.bin", dtype=np.float32), begin, end
+
+
+@pytest.mark.needs_nvcc
+@pytest.mark.parametrize("size,global_ring", [(5, False), (6, True), (1001, True)])
+def test_kernel_walk_channel_indices_up_to_int32_max_on_host(host_harness, size, global_ring):
+    # C = INT32_MAX channels: c + hi and c0 + unroll pass INT32_MAX near the end; with
+    # 32-bit channel indices they wrapped negative. Only the last channels hold values.
+    channels = 2**31 - 1
+    count = 40
+    first = channels - count
+    values = np.random.default_rng(size).standard_normal(count).astype(np.float32) * 3
+    alpha, beta, bias = 0.5, 0.75, 1.0
+    y, begin, end = _run_sparse(host_harness, channels, size, alpha, beta, bias, first, values, global_ring)
+    assert end == channels and begin <= first
+    padded = np.zeros((1, count + 2 * min(size, 64), 1, 1), dtype=np.float32)
+    offset = min(size, 64)
+    padded[0, offset:offset + count, 0, 0] = values  # zeros before, the column's end after
+    if size < channels:
+        ref = _reference(padded[:, : offset + count], size, alpha, beta, bias)[0, offset:, 0, 0]
+    else:
+        x64 = values.astype(np.float64)  # the window is every channel: the sum of all squares
+        ref = x64 / (bias + np.float32(np.float32(alpha) / np.float32(size)) * (x64 ** 2).sum()) ** beta
+    np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-7)
+
+
+# --- TensorRT headers (tests/trtenv.py: $TOOLCHAIN_TRT_HEADERS or ../shared/trt-headers) -----------
+
+@pytest.mark.parametrize("major", [pytest.param(10, id="trt10"), pytest.param(11, id="trt11")])
+def test_plugin_sources_compile_against_tensorrt_headers(major):
+    headers = _trt_headers(major)
     if shutil.which(os.environ.get("CXX", "g++")) is None:
         pytest.skip("no C++ compiler")
     result = subprocess.run(["bash", str(PLUGIN_DIR / "check_headers.sh"), str(headers), str(_cuda_include())],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("ok ") == 4  # 2 sources x (static, dynamic registration)
-
-
-_STUB_NVINFER = "void* getPluginRegistry(void) { return 0; }\nvoid* getLogger(void) { return 0; }\n"
-
-# Drives the dynamic-registration library through TensorRT's interfaces on the host.
-_SMOKE = textwrap.dedent(r"""
-    #include <NvInferRuntime.h>
-    #include <cstdio>
-    #include <cstring>
-    #include <dlfcn.h>
-    #include <string>
-    using namespace nvinfer1;
-    #define CHECK(c) do { if (!(c)) { std::printf("FAILED line %d: %s\n", __LINE__, #c); return 1; } } while (0)
-    struct Logger : ILogger { int errors = 0;
-      void log(Severity s, char const*) noexcept override { if (s <= Severity::kERROR) ++errors; } };
-    struct Finder : ILoggerFinder { Logger* l; ILogger* findLogger() override { return l; } };
-    int main(int, char** argv)
-    {
-        void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-        CHECK(lib != nullptr);
-        auto getCreators = reinterpret_cast<IPluginCreatorInterface* const* (*)(int32_t&)>(dlsym(lib, "getCreators"));
-        auto setFinder = reinterpret_cast<void (*)(ILoggerFinder*)>(dlsym(lib, "setLoggerFinder"));
-        CHECK(getCreators && setFinder);
-        Logger logger; Finder finder; finder.l = &logger; setFinder(&finder);
-        int32_t n = 0; auto creators = getCreators(n);
-        CHECK(n == 1);
-        auto* creator = static_cast<IPluginCreatorV3One*>(creators[0]);
-        std::printf("%s %s %s\n", creator->getPluginName(), creator->getPluginVersion(), creator->getPluginNamespace());
-        CHECK(creator->getFieldNames()->nbFields == 4);
-        int32_t size = 5; float alpha = 5e-4F, beta = 0.75F, bias = 2.F;
-        PluginField fields[] = {{"size", &size, PluginFieldType::kINT32, 1}, {"alpha", &alpha, PluginFieldType::kFLOAT32, 1},
-            {"beta", &beta, PluginFieldType::kFLOAT32, 1}, {"bias", &bias, PluginFieldType::kFLOAT32, 1}};
-        PluginFieldCollection fc{4, fields};
-        IPluginV3* plugin = creator->createPlugin("lrn1", &fc, TensorRTPhase::kBUILD);
-        CHECK(plugin != nullptr);
-        auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
-        auto* rt = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-        CHECK(build && rt && build->getNbOutputs() == 1);
-        DataType in = DataType::kHALF, out = DataType::kFLOAT;
-        CHECK(build->getOutputDataTypes(&out, 1, &in, 1) == 0 && out == DataType::kHALF);
-        DynamicPluginTensorDesc io[2]{};
-        for (auto& d : io) { d.desc.dims.nbDims = 4; d.desc.format = TensorFormat::kLINEAR; d.desc.type = DataType::kHALF; }
-        CHECK(build->supportsFormatCombination(0, io, 1, 1) && build->supportsFormatCombination(1, io, 1, 1));
-        io[1].desc.type = DataType::kFLOAT;
-        CHECK(!build->supportsFormatCombination(1, io, 1, 1));
-        io[0].desc.type = DataType::kINT8;
-        CHECK(!build->supportsFormatCombination(0, io, 1, 1));
-        io[0].desc.type = DataType::kFLOAT; io[0].desc.dims.nbDims = 3;
-        CHECK(!build->supportsFormatCombination(0, io, 1, 1));
-        io[0].desc.dims.nbDims = 2; io[1].desc.dims.nbDims = 2;
-        int before = logger.errors;
-        CHECK(build->configurePlugin(&io[0], 1, &io[1], 1) != 0 && logger.errors == before + 1);
-        auto const* ser = rt->getFieldsToSerialize();
-        CHECK(ser && ser->nbFields == 4);
-        IPluginV3* restored = creator->createPlugin("lrn1", ser, TensorRTPhase::kRUNTIME);
-        CHECK(restored != nullptr);
-        auto* rt2 = static_cast<IPluginV3OneRuntime*>(restored->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-        auto const* ser2 = rt2->getFieldsToSerialize();
-        for (int i = 0; i < 4; ++i)
-            CHECK(!std::strcmp(ser->fields[i].name, ser2->fields[i].name) && !std::memcmp(ser->fields[i].data, ser2->fields[i].data, 4));
-        float zero = 0.F;
-        PluginField bad[] = {{"size", &size, PluginFieldType::kINT32, 1}, {"bias", &zero, PluginFieldType::kFLOAT32, 1}};
-        PluginFieldCollection badFc{2, bad};
-        CHECK(creator->createPlugin("bad", &badFc, TensorRTPhase::kBUILD) == nullptr);
-        PluginFieldCollection empty{0, nullptr};
-        CHECK(creator->createPlugin("nosize", &empty, TensorRTPhase::kBUILD) == nullptr);
-        delete restored; delete plugin;
-        std::printf("OK\n");
-        return 0;
-    }
-""")
-
-
-@pytest.mark.needs_nvcc
-def test_plugin_cmake_with_fake_tensorrt_root(tmp_path):
-    """Headers only: plugin skipped. Headers + a stub libnvinfer: both plugin variants build and work on the host."""
-    headers = _trt_headers()
-    version = re.search(r"#define (?:TRT_MAJOR_ENTERPRISE|NV_TENSORRT_MAJOR) (\d+)",
-                        (headers / "NvInferVersion.h").read_text()).group(1)
-    root = tmp_path / "trt"
-    (root / "lib").mkdir(parents=True)
-    (root / "include").symlink_to(headers)
-    result = build_plugins(tmp_path / "b1", cuda_archs="80", tensorrt_root=root)
-    assert result["tensorrt"] is None and "libnvinfer" in result["tensorrt_skipped"]
-
-    (tmp_path / "stub.c").write_text(_STUB_NVINFER)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(root / "lib" / f"libnvinfer.so.{version}"),
-                    f"-Wl,-soname,libnvinfer.so.{version}", str(tmp_path / "stub.c")], check=True)
-    result = build_plugins(tmp_path / "b2", cuda_archs="80", tensorrt_root=root)
-    assert result["tensorrt"] and result["tensorrt_dynamic"], result
-    out = subprocess.run(["nm", "-D", "--defined-only", result["tensorrt_dynamic"]], capture_output=True, text=True).stdout
-    assert " getCreators" in out and " setLoggerFinder" in out
-    # The load-time registrar copes with a missing registry (the stub returns null).
-    ctypes.CDLL(result["tensorrt"])
-
-    (tmp_path / "smoke.cpp").write_text(_SMOKE)
-    exe = tmp_path / "smoke"
-    subprocess.run([os.environ.get("CXX", "g++"), "-std=c++17", "-isystem", str(headers), "-isystem",
-                    str(_cuda_include()), str(tmp_path / "smoke.cpp"), "-ldl", "-o", str(exe)], check=True)
-    run = subprocess.run([str(exe), result["tensorrt_dynamic"]], capture_output=True, text=True)
-    assert run.returncode == 0 and "OK" in run.stdout, run.stdout + run.stderr
-    assert f"{lrn_op.OP_TYPE} {lrn_op.PLUGIN_VERSION} {lrn_op.PLUGIN_NAMESPACE}" in run.stdout
+    assert result.stdout.count("ok ") == 6  # 3 sources x (static, dynamic registration)

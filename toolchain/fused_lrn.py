@@ -22,13 +22,16 @@ import torch.nn.functional as F
 from toolchain.errors import ToolchainError
 
 _lock = threading.Lock()
+INT32_MAX = 2**31 - 1
 _kernel_lib = None
 
 
 def _check_params(size: int, alpha: float, beta: float, bias: float) -> None:
     # Same domain as toolchain.lrn_op.LRNParams and the kernel's argument checks.
-    if size < 1:
-        raise ValueError(f"fused_lrn: size must be >= 1, got {size}")
+    # The kernel takes size as a C int: check the range before ctypes narrows it
+    # (2**32 + 5 would otherwise run as 5).
+    if not 1 <= size <= INT32_MAX:
+        raise ValueError(f"fused_lrn: size must be in [1, {INT32_MAX}], got {size}")
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"fused_lrn: alpha must be finite and >= 0, got {alpha}")
     if not math.isfinite(beta):

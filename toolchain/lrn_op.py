@@ -33,6 +33,8 @@ DOMAIN_VERSION = 1
 
 #: Node attributes that reach the plugin creator, with their ONNX types.
 FIELDS = {"size": "INT", "alpha": "FLOAT", "beta": "FLOAT", "bias": "FLOAT"}
+#: Largest size: the plugin field and the kernel argument are int32.
+INT32_MAX = 2**31 - 1
 #: Attributes the parser consumes to find the creator.
 LOOKUP_ATTRIBUTES = ("plugin_version", "plugin_namespace")
 
@@ -47,8 +49,9 @@ class LRNParams:
     bias: float = 1.0
 
     def __post_init__(self):
-        if int(self.size) != self.size or self.size < 1:
-            raise ValueError(f"LRN size must be a positive integer, got {self.size}")
+        if int(self.size) != self.size or not 1 <= self.size <= INT32_MAX:
+            # TensorRT's ONNX parser narrows INT attributes to int32: a larger size would change.
+            raise ValueError(f"LRN size must be an integer in [1, {INT32_MAX}], got {self.size}")
         if not self.bias > 0:
             raise ValueError(f"LRN bias (k) must be positive, got {self.bias}")
         if self.alpha < 0:

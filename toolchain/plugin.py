@@ -43,6 +43,13 @@ DEFAULT_BUILD_DIR = Path("build") / "plugins"
 BUILD_LOG_NAME = "toolchain-build.log"
 #: dtype codes of toolchain_lrn_forward.
 DTYPE_CODES = {"float32": 0, "float16": 1}
+#: Conformance harness executables (built next to the plugin libraries when TensorRT is found).
+HARNESS_NAMES = {"conformance": "toolchain_lrn_conformance", "conformance_asan": "toolchain_lrn_conformance_asan"}
+#: AddressSanitizer copies of the plugin libraries (-DTOOLCHAIN_LRN_CONFORMANCE_ASAN=ON).
+ASAN_LIBRARY_NAMES = {"tensorrt": "libtoolchain_lrn_plugin_asan.so",
+                      "tensorrt_dynamic": "libtoolchain_lrn_plugin_dynamic_asan.so"}
+#: Which TensorRT library the static plugin links: libnvinfer, libnvinfer_lean, or whichever is found.
+LIBRARY_KINDS = ("auto", "full", "lean")
 
 _PACKAGE_DIR = Path(toolchain.__file__).resolve().parent
 _REPO_DIR = _PACKAGE_DIR.parent
@@ -137,11 +144,17 @@ def _run(cmd: list[str], log, cwd: Path | None = None) -> int:
 
 def build_plugins(build_dir: str | os.PathLike = DEFAULT_BUILD_DIR, *, source_dir: str | os.PathLike | None = None,
                   cuda_archs: str | None = None, tensorrt_root: str | os.PathLike | None = None,
+                  library_kind: str = "auto", conformance_asan: bool = False,
                   force: bool = False, jobs: int | None = None) -> dict:
     """Configure and build ``plugins/`` with CMake; return what was built.
 
     ``cuda_archs`` is a CMake architecture list ("80;90", "native"); by default the
-    project's ("80-real;90"). ``force`` reconfigures from scratch and rebuilds
+    project's ("80-real;90"). ``tensorrt_root`` holds ``include/`` and ``lib/`` (a
+    TensorRT tarball, or headers beside the lean runtime's ``libnvinfer_lean``);
+    ``library_kind`` picks what the static plugin links: ``full`` (libnvinfer), ``lean``
+    (libnvinfer_lean, for lean/version-compatible deployments) or ``auto`` (full when
+    found, else lean). ``conformance_asan`` also builds AddressSanitizer copies of the
+    plugin and the conformance harness. ``force`` reconfigures from scratch and rebuilds
     everything (and allows a non-empty folder that is not yet a CMake build).
     The full output goes to ``<build_dir>/toolchain-build.log``.
     """
@@ -162,6 +175,8 @@ def build_plugins(build_dir: str | os.PathLike = DEFAULT_BUILD_DIR, *, source_di
         raise ToolchainError(f"{build} is not empty and is not a CMake build folder", hint="pass --force or another --build-dir")
     if tensorrt_root is not None and not Path(tensorrt_root).is_dir():
         raise ToolchainError(f"TensorRT root {tensorrt_root} is not a directory")
+    if library_kind not in LIBRARY_KINDS:
+        raise ToolchainError(f"unknown TensorRT library kind {library_kind!r}", hint=f"use one of {', '.join(LIBRARY_KINDS)}")
     build.mkdir(parents=True, exist_ok=True)
 
     configure = [cmake, "-S", str(source), "-B", str(build), f"-DCMAKE_CUDA_COMPILER={nvcc}",
@@ -170,8 +185,10 @@ def build_plugins(build_dir: str | os.PathLike = DEFAULT_BUILD_DIR, *, source_di
         configure.append("--fresh")
     if cuda_archs:
         configure.append(f"-DCMAKE_CUDA_ARCHITECTURES={cuda_archs}")
-    if tensorrt_root is not None:
-        configure.append(f"-DTensorRT_ROOT={Path(tensorrt_root).resolve()}")
+    # Always passed, so a reconfigure without --tensorrt-root forgets an earlier root.
+    configure.append(f"-DTensorRT_ROOT={Path(tensorrt_root).resolve() if tensorrt_root is not None else ''}")
+    configure.append(f"-DTOOLCHAIN_TRT_LIBRARY_KIND={library_kind}")
+    configure.append(f"-DTOOLCHAIN_LRN_CONFORMANCE_ASAN={'ON' if conformance_asan else 'OFF'}")
     jobs = jobs or max(1, min(os.cpu_count() or 1, 8))
     compile_cmd = [cmake, "--build", str(build), "--parallel", str(jobs)]
     if force:
@@ -180,20 +197,41 @@ def build_plugins(build_dir: str | os.PathLike = DEFAULT_BUILD_DIR, *, source_di
     log_path = build / BUILD_LOG_NAME
     with open(log_path, "w") as log:
         if _run(configure, log) != 0:
-            raise ToolchainError(f"CMake configuration of {source} failed", hint=f"see {log_path}")
+            reason = cmake_error(log_path.read_text(errors="replace"))
+            raise ToolchainError(f"CMake configuration of {source} failed" + (f": {reason}" if reason else ""),
+                                 hint=f"see {log_path}")
         if _run(compile_cmd, log) != 0:
             raise ToolchainError("building the plugin libraries failed", hint=f"see {log_path}")
     text = log_path.read_text(errors="replace")
     skipped = re.search(r"FusedLRN TensorRT plugin skipped: (.*)", text)
+    found = None
+    for found in re.finditer(r"FusedLRN TensorRT plugin: TensorRT (\d+) headers (.*), library (.*) \(lean: (ON|OFF)\)", text):
+        pass  # the last configure of this log
 
     result = {"source_dir": str(source), "build_dir": str(build), "log": str(log_path),
-              "cuda_archs": cuda_archs, "tensorrt_skipped": skipped.group(1).strip() if skipped else None}
-    for kind, name in LIBRARY_NAMES.items():
+              "cuda_archs": cuda_archs, "tensorrt_skipped": skipped.group(1).strip() if skipped and not found else None,
+              "tensorrt_major": int(found.group(1)) if found else None,
+              "tensorrt_include": found.group(2).strip() if found else None,
+              "tensorrt_library": found.group(3).strip() if found else None,
+              "tensorrt_lean": (found.group(4) == "ON") if found else None}
+    names = {**LIBRARY_NAMES, **HARNESS_NAMES, **{f"{k}_asan": v for k, v in ASAN_LIBRARY_NAMES.items()}}
+    for kind, name in names.items():
         path = next((p for p in _candidates(build, name) if p.is_file()), None)
-        result[kind] = str(path) if path else None
+        # A plugin left in the folder by an earlier configure that found TensorRT is not this build's.
+        fresh = kind == "kernels" or (found and (conformance_asan or not kind.endswith("_asan")))
+        result[kind] = str(path) if path and fresh else None
     if result["kernels"] is None:
         raise ToolchainError(f"the build finished but {LIBRARY_NAMES['kernels']} is missing", hint=f"see {log_path}")
     return result
+
+
+def cmake_error(log_text: str) -> str | None:
+    """The message of the first ``CMake Error`` in a configure log, joined into one line."""
+    match = re.search(r"CMake Error[^\n]*:\n((?:[ \t]+[^\n]*\n?|\n)+)", log_text)
+    if not match:
+        return None
+    text = " ".join(line.strip() for line in match.group(1).splitlines() if line.strip())
+    return text.rstrip(".") or None
 
 
 _kernel_lock = threading.Lock()

@@ -24,7 +24,7 @@ status=0
 for variant in static dynamic; do
     defs=()
     [[ $variant == dynamic ]] && defs=(-DTOOLCHAIN_LRN_DYNAMIC_REGISTRATION)
-    for src in lrnPlugin.cpp lrnCApi.cpp; do
+    for src in lrnPlugin.cpp lrnCApi.cpp lrnConformance.cpp; do
         if "$cxx" -std=c++17 -fsyntax-only -Wall -Wextra -Werror -Wno-deprecated-declarations \
             -I"$here" -isystem "$trt_include" -isystem "$cuda_include" "${defs[@]}" "$here/$src"; then
             echo "ok   TensorRT ${version:-?} ($trt_include) $variant $src"

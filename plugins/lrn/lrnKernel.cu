@@ -62,6 +62,14 @@ LRN_HD int32_t imax(int32_t a, int32_t b)
 {
     return a > b ? a : b;
 }
+LRN_HD int64_t lmin(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+LRN_HD int64_t lmax(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
 constexpr size_t kSmemBudget = 48 * 1024; // no opt-in needed below this
 
 LRN_HD float toFloat(float v)
@@ -95,7 +103,7 @@ struct SmemRing
         base[slot * stride] = v;
     }
     template <typename T>
-    LRN_HD float get(int32_t slot, T const* /*col*/, int32_t /*ch*/, int64_t /*hw*/) const
+    LRN_HD float get(int32_t slot, T const* /*col*/, int64_t /*ch*/, int64_t /*hw*/) const
     {
         return base[slot * stride];
     }
@@ -106,9 +114,9 @@ struct GlobalRing
 {
     LRN_HD void put(int32_t, float) const {}
     template <typename T>
-    LRN_HD float get(int32_t /*slot*/, T const* col, int32_t ch, int64_t hw) const
+    LRN_HD float get(int32_t /*slot*/, T const* col, int64_t ch, int64_t hw) const
     {
-        return toFloat(LRN_LDG(col + static_cast<int64_t>(ch) * hw));
+        return toFloat(LRN_LDG(col + ch * hw));
     }
 };
 
@@ -117,10 +125,12 @@ LRN_HD int32_t wrapInc(int32_t slot, int32_t ring)
     return slot + 1 == ring ? 0 : slot + 1;
 }
 
-LRN_HD int32_t posMod(int32_t v, int32_t m)
+// Channel indices are 64-bit inside the walk: with C up to INT32_MAX, c + hi and
+// c0 + kUnroll would overflow int32. Ring slots stay 32-bit (slot < ring <= C).
+LRN_HD int32_t posMod(int64_t v, int32_t m)
 {
-    int32_t r = v % m;
-    return r < 0 ? r + m : r;
+    int64_t r = v % m;
+    return static_cast<int32_t>(r < 0 ? r + m : r);
 }
 
 struct LrnParams
@@ -128,10 +138,10 @@ struct LrnParams
     int64_t hw;      // H*W, the channel stride
     int64_t columns; // N*H*W
     int64_t items;   // columns * chunks
-    int32_t C;
-    int32_t chunkC;  // channels per chunk
-    int32_t lo;      // size / 2 channels before
-    int32_t hi;      // (size - 1) / 2 channels after
+    int64_t C;
+    int64_t chunkC;  // channels per chunk
+    int64_t lo;      // size / 2 channels before, at most C
+    int64_t hi;      // (size - 1) / 2 channels after, at most C
     int32_t ring;    // min(size, C)
     float scale;     // alpha / size
     float negBeta;
@@ -140,18 +150,18 @@ struct LrnParams
 
 template <typename T, int kUnroll, typename Ring>
 LRN_HD void lrnColumn(
-    T const* __restrict__ xc, T* __restrict__ yc, int32_t cBegin, int32_t cEnd, LrnParams const& p, Ring const& ring)
+    T const* __restrict__ xc, T* __restrict__ yc, int64_t cBegin, int64_t cEnd, LrnParams const& p, Ring const& ring)
 {
     int64_t const hw = p.hw;
-    int32_t const C = p.C;
+    int64_t const C = p.C;
     int32_t const R = p.ring;
 
     // Prime with the window of cBegin except its last channel (entered in the loop).
-    int32_t const first = imax(0, cBegin - p.lo);
-    int32_t const primeEnd = imin(C, cBegin + p.hi);
+    int64_t const first = lmax(0, cBegin - p.lo);
+    int64_t const primeEnd = lmin(C, cBegin + p.hi);
     float sum = 0.F;
     int32_t slot = posMod(first, R);
-    for (int32_t ch = first; ch < primeEnd; ++ch)
+    for (int64_t ch = first; ch < primeEnd; ++ch)
     {
         float const v = toFloat(LRN_LDG(xc + ch * hw));
         ring.put(slot, v);
@@ -165,24 +175,24 @@ LRN_HD void lrnColumn(
     int32_t sinceExact = 0;
     float peak = sum; // largest running sum since the last exact one
 
-    for (int32_t c0 = cBegin; c0 < cEnd; c0 += kUnroll)
+    for (int64_t c0 = cBegin; c0 < cEnd; c0 += kUnroll)
     {
         // Issue the entering loads of the next kUnroll channels together.
         float in[kUnroll];
 #pragma unroll
         for (int32_t k = 0; k < kUnroll; ++k)
         {
-            int32_t const ch = c0 + k + p.hi;
+            int64_t const ch = c0 + k + p.hi;
             in[k] = (c0 + k < cEnd && ch < C) ? toFloat(LRN_LDG(xc + ch * hw)) : 0.F;
         }
 #pragma unroll
         for (int32_t k = 0; k < kUnroll; ++k)
         {
-            int32_t const c = c0 + k;
+            int64_t const c = c0 + k;
             if (c < cEnd)
             {
                 // Leave before enter: with R == size both use the same slot.
-                int32_t const leave = c - p.lo - 1;
+                int64_t const leave = c - p.lo - 1;
                 if (leave >= first)
                 {
                     float const v = ring.get(leaveSlot, xc, leave, hw);
@@ -200,11 +210,11 @@ LRN_HD void lrnColumn(
                 {
                     // Exact re-summation bounds the sliding-sum drift and cancellation.
                     sinceExact = 0;
-                    int32_t const wBegin = imax(0, c - p.lo);
-                    int32_t const wEnd = imin(C - 1, c + p.hi);
+                    int64_t const wBegin = lmax(0, c - p.lo);
+                    int64_t const wEnd = lmin(C - 1, c + p.hi);
                     int32_t s = posMod(wBegin, R);
                     float exact = 0.F;
-                    for (int32_t ch = wBegin; ch <= wEnd; ++ch)
+                    for (int64_t ch = wBegin; ch <= wEnd; ++ch)
                     {
                         float const v = ring.get(s, xc, ch, hw);
                         exact = fmaf(v, v, exact);
@@ -218,7 +228,10 @@ LRN_HD void lrnColumn(
                 float const xv = ring.get(centreSlot, xc, c, hw);
                 // x * base^-beta; base >= bias > 0, so log2 is defined. exp2f/log2f are
                 // the accurate (few-ulp) versions, cheap next to the memory traffic.
-                yc[c * hw] = fromFloat<T>(xv * exp2f(p.negBeta * log2f(base)));
+                // beta = 0 gives x whatever the window holds, as pow(inf or NaN, 0) = 1
+                // in PyTorch (0 * log2(inf) would be NaN).
+                float const factor = p.negBeta == 0.F ? 1.F : exp2f(p.negBeta * log2f(base));
+                yc[c * hw] = fromFloat<T>(xv * factor);
                 enterSlot = wrapInc(enterSlot, R);
                 leaveSlot = wrapInc(leaveSlot, R);
                 centreSlot = wrapInc(centreSlot, R);
@@ -234,12 +247,12 @@ __global__ void __launch_bounds__(kMaxBlock) lrnKernel(T const* __restrict__ x, 
     int64_t const stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t item = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; item < p.items; item += stride)
     {
-        int32_t const chunk = static_cast<int32_t>(item / p.columns);
-        int64_t const col = item - static_cast<int64_t>(chunk) * p.columns;
+        int64_t const chunk = item / p.columns;
+        int64_t const col = item - chunk * p.columns;
         int64_t const n = col / p.hw;
         int64_t const offset = n * p.C * p.hw + (col - n * p.hw);
-        int32_t const cBegin = chunk * p.chunkC;
-        int32_t const cEnd = imin(p.C, cBegin + p.chunkC);
+        int64_t const cBegin = chunk * p.chunkC;
+        int64_t const cEnd = lmin(p.C, cBegin + p.chunkC);
         if (kSmem)
         {
             SmemRing const ring{smem + threadIdx.x, static_cast<int32_t>(blockDim.x)};
@@ -287,11 +300,10 @@ LrnParams makeParams(int64_t n, int64_t c, int64_t h, int64_t w, int32_t size, f
     LrnParams p{};
     p.hw = hw;
     p.columns = columns;
-    p.C = static_cast<int32_t>(c);
-    // Clipping to [0, C-1] makes any reach beyond C equivalent to C; clamping keeps
-    // c + hi and c - lo - 1 far from int32 overflow for huge `size`.
-    p.lo = static_cast<int32_t>(std::min<int64_t>(size / 2, c));
-    p.hi = static_cast<int32_t>(std::min<int64_t>((size - 1) / 2, c));
+    p.C = c;
+    // Clipping to [0, C-1] makes any reach beyond C equivalent to C.
+    p.lo = std::min<int64_t>(size / 2, c);
+    p.hi = std::min<int64_t>((size - 1) / 2, c);
     p.ring = static_cast<int32_t>(std::min<int64_t>(size, c));
     p.scale = alpha / static_cast<float>(size);
     p.negBeta = -beta;
@@ -309,7 +321,7 @@ LrnParams makeParams(int64_t n, int64_t c, int64_t h, int64_t w, int32_t size, f
     }
     int64_t const chunkC = (c + chunks - 1) / chunks;
     chunks = (c + chunkC - 1) / chunkC;
-    p.chunkC = static_cast<int32_t>(chunkC);
+    p.chunkC = chunkC;
     p.items = columns * chunks;
 
     return p;

@@ -287,16 +287,17 @@ bool LrnPlugin::supportsFormatCombination(
         {
             return false;
         }
-        PluginTensorDesc const& desc = inOut[pos].desc;
-        if (desc.format != TensorFormat::kLINEAR || desc.dims.nbDims != 4)
+        // The output is accepted only next to an accepted input (TensorRT usually asks in
+        // order, but the answer must not depend on that).
+        for (int32_t i = 0; i <= pos; ++i)
         {
-            return false;
+            PluginTensorDesc const& desc = inOut[i].desc;
+            if (desc.format != TensorFormat::kLINEAR || desc.dims.nbDims != 4 || !isSupportedType(desc.type))
+            {
+                return false;
+            }
         }
-        if (pos == 0)
-        {
-            return isSupportedType(desc.type);
-        }
-        return desc.type == inOut[0].desc.type;
+        return pos == 0 || inOut[1].desc.type == inOut[0].desc.type;
     }
     catch (...)
     {
@@ -465,7 +466,10 @@ IPluginV3* LrnPluginCreator::createPlugin(char const* name, PluginFieldCollectio
         // getFieldsToSerialize of the plugin that was built into the engine.
         (void) phase;
         LrnAttributes attrs;
-        bool haveSize = false;
+        // Every field is required: the exporter always writes all four, and a default
+        // here would silently pick one of two alpha conventions (paper vs PyTorch).
+        bool have[4] = {false, false, false, false};
+        char const* const names[4] = {kLRN_FIELD_SIZE, kLRN_FIELD_ALPHA, kLRN_FIELD_BETA, kLRN_FIELD_BIAS};
         if (fc != nullptr && fc->nbFields > 0 && fc->fields == nullptr)
         {
             throw std::invalid_argument("null field array");
@@ -479,37 +483,52 @@ IPluginV3* LrnPluginCreator::createPlugin(char const* name, PluginFieldCollectio
             }
             if (std::strcmp(f.name, kLRN_FIELD_SIZE) == 0)
             {
+                // Read wide and range-check before narrowing: 2**32 + 5 must not become 5.
                 double const v = readScalar<double>(f);
-                if (v != std::floor(v) || v < 1 || v > 2147483647.0)
+                if (!(v == std::floor(v)) || v < 1 || v > 2147483647.0)
                 {
-                    throw std::invalid_argument("size must be a positive integer");
+                    throw std::invalid_argument("size must be an integer in [1, 2147483647]");
                 }
                 attrs.size = static_cast<int32_t>(v);
-                haveSize = true;
+                have[0] = true;
             }
             else if (std::strcmp(f.name, kLRN_FIELD_ALPHA) == 0)
             {
                 attrs.alpha = readScalar<float>(f);
+                have[1] = true;
             }
             else if (std::strcmp(f.name, kLRN_FIELD_BETA) == 0)
             {
                 attrs.beta = readScalar<float>(f);
+                have[2] = true;
             }
             else if (std::strcmp(f.name, kLRN_FIELD_BIAS) == 0)
             {
                 attrs.bias = readScalar<float>(f);
+                have[3] = true;
             }
             // Other fields are ignored: the parser only passes names from getFieldNames.
         }
-        if (!haveSize)
+        for (int32_t i = 0; i < 4; ++i)
         {
-            throw std::invalid_argument("missing required field 'size'");
+            if (!have[i])
+            {
+                throw std::invalid_argument(std::string("missing required field '") + names[i] + "'");
+            }
         }
         return new LrnPlugin(name != nullptr ? name : "", attrs);
     }
     catch (...)
     {
-        logException("createPlugin");
+        // The instance name is the ONNX node's name: say which node was refused.
+        try
+        {
+            logException((std::string("createPlugin('") + (name != nullptr ? name : "") + "')").c_str());
+        }
+        catch (...)
+        {
+            logException("createPlugin");
+        }
     }
     return nullptr;
 }
