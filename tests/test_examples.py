@@ -27,8 +27,12 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 def _trt_header_dirs() -> list[Path]:
+    """$TOOLCHAIN_TRT_HEADERS, else every version folder of ../shared/trt-headers beside the clone."""
     value = os.environ.get("TOOLCHAIN_TRT_HEADERS", "")
-    return [Path(p) for p in value.split(os.pathsep) if p]
+    if value:
+        return [Path(p) for p in value.split(os.pathsep) if p]
+    shared = ROOT.parent / "shared" / "trt-headers"
+    return sorted(p for p in shared.glob("v*") if (p / "NvInfer.h").is_file()) if shared.is_dir() else []
 
 
 def _cuda_include() -> Path | None:
@@ -46,7 +50,8 @@ def _cuda_include() -> Path | None:
 def _require_cpp_toolchain() -> tuple[list[Path], Path, str]:
     headers = _trt_header_dirs()
     if not headers:
-        pytest.skip("set TOOLCHAIN_TRT_HEADERS to TensorRT include folder(s) to compile-check the C++ example")
+        pytest.skip("set TOOLCHAIN_TRT_HEADERS to TensorRT include folder(s), or put them in ../shared/trt-headers/vX.Y, "
+                    "to compile-check the C++ example")
     cuda = _cuda_include()
     if cuda is None:
         pytest.skip("CUDA headers (cuda_runtime_api.h) not found")
@@ -123,7 +128,7 @@ def test_python_example_imports_no_torch():
             imported.add(node.module.split(".")[0])
     assert "torch" not in imported and "toolchain" not in imported, imported
     assert imported <= {"__future__", "argparse", "ctypes", "hashlib", "json", "sys", "pathlib", "numpy", "tensorrt",
-                        "cuda", "PIL"}, imported
+                        "tensorrt_lean", "cuda", "PIL"}, imported
     proc = subprocess.run([sys.executable, str(PY), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ENGINE" in proc.stdout.upper()
 
@@ -140,3 +145,45 @@ def test_python_example_preprocessing_matches_toolchain(tmp_path, channels_in, c
     np.testing.assert_array_equal(pixels, module.read_image(image))  # Pillow and the own reader agree
     got = module.preprocess(pixels, size, channels, mean, std)
     np.testing.assert_allclose(got[0], _reference(image, size, channels, mean, std), atol=2e-5)
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("classify_no_torch", PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_python_example_hashes_an_explicit_plugin_too(tmp_path):
+    from tests.test_trt_manifest import fake_build_outputs
+
+    module = _example()
+    engine, plugin = fake_build_outputs(tmp_path / "p")
+    manifest = json.loads(Path(str(engine) + ".manifest.json").read_text())
+    assert module.plugin_to_load(manifest, None, True) == plugin
+    other = tmp_path / "other.so"
+    other.write_bytes(b"not the recorded library")
+    with pytest.raises(SystemExit, match="does not match the plugin sha256"):
+        module.plugin_to_load(manifest, other, True)
+    native, _ = fake_build_outputs(tmp_path / "n", plugin=False)
+    native_manifest = json.loads(Path(str(native) + ".manifest.json").read_text())
+    with pytest.raises(SystemExit, match="built without a plugin"):
+        module.plugin_to_load(native_manifest, plugin, True)
+    assert module.plugin_to_load(native_manifest, None, True) is None
+    manifest["build"]["version_compatible"] = True
+    manifest["plugin"]["serialized_in_engine"] = True
+    assert module.plugin_to_load(manifest, other, True) is None  # the engine carries its plugin
+
+
+def test_python_example_version_rules():
+    module = _example()
+    manifest = {"environment": {"tensorrt": "10.13.0.35"}, "build": {}}
+    assert module.version_problem(manifest, "10.13.0.35") is None
+    assert "built with TensorRT 10.13.0.35" in module.version_problem(manifest, "10.16.0.32")
+    manifest["build"]["version_compatible"] = True
+    assert module.version_problem(manifest, "10.16.0.32") is None
+    assert module.version_problem(manifest, "11.4.0.106") and module.version_problem(manifest, "10.12.0.1")
+
+
+def test_python_example_checks_set_input_shape():
+    assert "if not context.set_input_shape(" in PY.read_text()

@@ -54,6 +54,28 @@ def import_tensorrt(*, lean_ok: bool = False):
     raise MissingDependencyError(f"TensorRT is not installed ({'; '.join(reasons)})", hint=INSTALL_HINT)
 
 
+#: The one line for "only the lean runtime is here" (building needs the builder and the ONNX parser).
+LEAN_ONLY_HINT = ("install the full TensorRT to build (pip install tensorrt for your CUDA major); the lean runtime "
+                  "runs engines built elsewhere with `toolchain build --version-compatible`")
+
+
+def import_tensorrt_builder():
+    """The full ``tensorrt`` module with its builder, or one line saying what is missing
+    (naming the lean runtime when only it is installed)."""
+    module, reason = _try_import("tensorrt")
+    if module is not None and hasattr(module, "Builder"):
+        return module
+    lean, _ = _try_import("tensorrt_lean")
+    if lean is not None:
+        raise MissingDependencyError(f"building an engine needs the full TensorRT; only the lean runtime "
+                                     f"(tensorrt_lean {getattr(lean, '__version__', '?')}) is installed, which has no "
+                                     "builder or ONNX parser", hint=LEAN_ONLY_HINT)
+    if module is not None:
+        raise MissingDependencyError(f"tensorrt {getattr(module, '__version__', '?')} has no builder (lean/dispatch "
+                                     "runtime only)", hint=INSTALL_HINT)
+    raise MissingDependencyError(f"TensorRT is not installed ({reason})", hint=INSTALL_HINT)
+
+
 def tensorrt_available() -> tuple[bool, str]:
     """(True, "TensorRT <version>") or (False, why not) — never raises."""
     module, reason = _try_import("tensorrt")

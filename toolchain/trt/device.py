@@ -80,8 +80,14 @@ class CudaRT:
         self.check(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
         try:
             enqueue()
-        finally:
-            graph = self.check(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+        except BaseException:
+            # End the capture but report the enqueue's error, not the (consequent) capture error.
+            result = self.rt.cudaStreamEndCapture(stream)
+            graph = result[1] if isinstance(result, tuple) and len(result) > 1 else None
+            if graph is not None and result[0] == self.rt.cudaError_t.cudaSuccess:
+                self.rt.cudaGraphDestroy(graph)
+            raise
+        graph = self.check(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
         try:
             return self.check(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
         finally:

@@ -137,6 +137,7 @@ def readme_text(manifest: dict, *, model_name: str, plugin_name: str | None, max
             "or let the TensorRT backend load it:",
             "",
             "```sh",
+            "REPO=$(realpath .)   # this folder",
             f'tritonserver --model-repository=$REPO --backend-config=tensorrt,plugins="$REPO/plugins/{plugin_name}"',
             "```",
             "",
