@@ -223,9 +223,15 @@ try:
     env = json.loads((out / "environment.json").read_text())
 except (OSError, ValueError):
     env = {}
-keys = ("gpu_name", "gpu_compute_capability", "nvidia_driver", "cuda_driver", "cuda_runtime", "torch", "torch_cuda",
-        "onnxruntime", "tensorrt", "python", "cpu", "git_commit", "captured_at")
-facts = {k: env.get(k) for k in keys if env.get(k) is not None}
+keys = ("gpu_name", "gpus", "nvidia_driver", "torch", "torch_cuda", "cudnn", "onnxruntime", "onnxruntime_providers",
+        "tensorrt", "tensorrt_lean", "numpy", "onnx", "python", "cpu", "toolchain", "git_commit", "captured_at")
+facts = {k: env.get(k) for k in keys if env.get(k) not in (None, [], "")}
+try:
+    import subprocess
+    nvcc = subprocess.run(["nvcc", "--version"], capture_output=True, text=True, timeout=20).stdout.strip().splitlines()
+    facts["nvcc"] = nvcc[-1] if nvcc else None
+except (OSError, subprocess.SubprocessError):
+    facts["nvcc"] = None
 results = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".md", ".png", ".xml")
                  and p.name not in ("summary.json", "summary.md"))
 passed = all(s["status"] in ("ok", "dry-run", "none") or (dry and s["status"] == "no-tests") for s in stages)
