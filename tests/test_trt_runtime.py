@@ -116,11 +116,16 @@ def test_deactivate_synchronizes_the_torch_stream_too():
     events = []
     runner = rt.TensorRTRunner("unused.engine")
     runner._torch_state = {"stream": types.SimpleNamespace(synchronize=lambda: events.append("torch stream"))}
-    runner._graphs = rt.GraphCache(2, lambda graph: events.append(f"destroy {graph}"))
-    runner._graphs.add("k", {"graph": "g", "context": object()})
-    runner._backend = types.SimpleNamespace(close=lambda: events.append("backend close (syncs its stream)"))
+    runner._backend = types.SimpleNamespace(close=lambda: events.append("backend close"),
+                                            synchronize=lambda: events.append("backend stream"),
+                                            destroy_graph=lambda graph: events.append(f"destroy {graph}"))
+    runner._graphs = rt.GraphCache(1, runner._release_graph)
+    runner._graphs.add("a", {"graph": "ga", "context": object()})
+    runner._graphs.add("b", {"graph": "gb", "context": object()})  # evicts "a": wait for it before freeing
+    assert events == ["torch stream", "backend stream", "destroy ga"]
+    events.clear()
     runner._deactivate()
-    assert events == ["torch stream", "destroy g", "backend close (syncs its stream)"]
+    assert events == ["torch stream", "backend stream", "torch stream", "backend stream", "destroy gb", "backend close"]
     assert "_torch_state" not in runner.__dict__
 
 

@@ -170,7 +170,7 @@ class TensorRTRunner(Runner):
         self._output_names = [s["name"] for s in self.io["outputs"]]
         self._dtypes = {s["name"]: s["dtype"] for s in self.io["inputs"] + self.io["outputs"]}
         self._shapes: dict[str, tuple] = {}
-        self._graphs = GraphCache(MAX_GRAPHS, self._backend.destroy_graph)
+        self._graphs = GraphCache(MAX_GRAPHS, self._release_graph)
 
     def _plugin_to_load(self, manifest: dict | None) -> Path | None:
         recorded = (manifest or {}).get("plugin")
@@ -194,14 +194,25 @@ class TensorRTRunner(Runner):
             return default_plugin_library()  # raises the one-line "not found" error
         return found
 
+    def _synchronize(self) -> None:
+        """Wait for every stream this runner enqueued on (its own and infer_torch's)."""
+        torch_stream = self.__dict__.get("_torch_state", {}).get("stream")
+        if torch_stream is not None:
+            torch_stream.synchronize()
+        self._backend.synchronize()
+
+    def _release_graph(self, graph) -> None:
+        # The graph (and the context its entry held) may still run: wait before freeing either.
+        self._synchronize()
+        self._backend.destroy_graph(graph)
+
     def _deactivate(self) -> None:
         try:
             # Every stream this runner enqueued on must be done before its buffers, graphs
             # and contexts go: the backend's own and infer_torch's.
-            torch_stream = self.__dict__.pop("_torch_state", {}).get("stream")
-            if torch_stream is not None:
-                torch_stream.synchronize()
+            self._synchronize()
             self._graphs.clear()
+            self.__dict__.pop("_torch_state", None)
             self._backend.close()
         finally:
             self._context = None
@@ -570,6 +581,9 @@ class _TorchBackend:
     def destroy_graph(self, graph) -> None:
         del graph  # torch.cuda.CUDAGraph frees itself
 
+    def synchronize(self) -> None:
+        pass  # torch work runs on the runner's torch stream, which the runner synchronizes
+
     def close(self) -> None:
         pass
 
@@ -630,6 +644,9 @@ class _CudaPythonBackend:
         if hasattr(graph, "replay"):  # a torch graph from infer_torch on the same runner
             return
         self.cuda.graph_destroy(graph)
+
+    def synchronize(self) -> None:
+        self.cuda.stream_synchronize(self.stream)
 
     def close(self) -> None:
         self.cuda.stream_synchronize(self.stream)
