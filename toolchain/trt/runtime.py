@@ -4,14 +4,17 @@ Activation order matters, because engines and plugin libraries are executable co
 
 1. read the manifest beside the engine (``ENGINE.manifest.json``);
 2. import tensorrt (or the lean runtime ``tensorrt_lean`` when only it is installed),
-   so the plugin library binds to the libnvinfer already loaded;
-3. check the plugin library's sha256 against the manifest, *then* ``ctypes.CDLL`` it
-   (its static initializer registers the FusedLRN creator);
-4. check the TensorRT version and the GPU's compute capability against the manifest;
-5. read the engine once, check its sha256 on those bytes, deserialize the same bytes.
+   so the plugin library binds to the libnvinfer already loaded; the lean runtime is
+   refused at once for an engine whose manifest is not version-compatible;
+3. check the TensorRT version and the GPU's compute capability against the manifest;
+4. check the plugin library's sha256 against the manifest, *then* ``ctypes.CDLL`` it
+   (its static initializer registers the FusedLRN creator); a version-compatible engine
+   carries its plugin and none is loaded;
+5. make cuda:N current, read the engine once, check its sha256 on those bytes,
+   deserialize the same bytes.
 
 ``infer`` takes and returns numpy arrays (device memory through cuda-python, or
-torch when cuda-python is missing); ``infer_torch`` takes CUDA tensors and returns
+torch when cuda-python is missing or cannot reach the driver); ``infer_torch`` takes CUDA tensors and returns
 CUDA tensors without host copies. Both run ``execute_async_v3`` on the runner's own
 non-default stream. ``cuda_graph=True`` captures one CUDA graph per input shape
 (after a warm-up enqueue at that shape, as TensorRT requires) and replays it.
