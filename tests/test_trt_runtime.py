@@ -15,7 +15,7 @@ from tests.test_trt_build import make_lrn_onnx
 from tests.test_trt_manifest import fake_build_outputs
 from toolchain import lrn_op
 from toolchain.errors import MissingDependencyError, ToolchainError
-from toolchain.trt import compat, runtime as rt
+from toolchain.trt import backends as bk, compat, runtime as rt
 
 HAVE_LEAN = importlib.util.find_spec("tensorrt_lean") is not None
 HAVE_FULL_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -31,7 +31,7 @@ def test_graph_cache_gives_every_shape_its_own_context():
         made.append(types.SimpleNamespace(shape=shape))
         return made[-1]
 
-    cache = rt.GraphCache(8)
+    cache = bk.GraphCache(8)
     seen = {}
     for batch in (8, 2, 8, 2, 8):  # the sequence that replayed stale state with one shared context
         key = ("numpy", (("input", (batch, 3)),))
@@ -49,7 +49,7 @@ def test_graph_cache_gives_every_shape_its_own_context():
 
 def test_graph_cache_is_an_lru_that_destroys_what_leaves():
     destroyed = []
-    cache = rt.GraphCache(2, destroyed.append)
+    cache = bk.GraphCache(2, destroyed.append)
     for key in ("a", "b"):
         cache.add(key, {"graph": f"g-{key}", "context": object()})
     cache.get("a")  # now b is the least recently used
@@ -87,28 +87,28 @@ def test_benchmark_passes_the_plugin_to_plugin_engines_only(tmp_path):
 
 
 def test_cuda_python_driver_requirements():
-    assert rt.cuda_python_driver_requirement("13.0.1") == "580.65.06"
-    assert rt.cuda_python_driver_requirement("12.9.2") == "525.60.13"
-    assert rt.cuda_python_driver_requirement("11.8.0") is None
-    assert rt.cuda_python_driver_requirement("garbage") is None
+    assert bk.cuda_python_driver_requirement("13.0.1") == "580.65.06"
+    assert bk.cuda_python_driver_requirement("12.9.2") == "525.60.13"
+    assert bk.cuda_python_driver_requirement("11.8.0") is None
+    assert bk.cuda_python_driver_requirement("garbage") is None
 
 
 def test_backend_choice_falls_back_to_torch_or_names_the_driver():
-    assert rt.choose_backend(None, "13.0.1", torch_installed=False) == "cuda-python"
-    assert rt.choose_backend("cudaErrorInsufficientDriver", "13.0.1", torch_installed=True) == "torch"
+    assert bk.choose_backend(None, "13.0.1", torch_installed=False) == "cuda-python"
+    assert bk.choose_backend("cudaErrorInsufficientDriver", "13.0.1", torch_installed=True) == "torch"
     with pytest.raises(MissingDependencyError) as info:
-        rt.choose_backend("CUDA cudaSetDevice failed: cudaErrorInsufficientDriver", "13.0.1", torch_installed=False)
+        bk.choose_backend("CUDA cudaSetDevice failed: cudaErrorInsufficientDriver", "13.0.1", torch_installed=False)
     line = info.value.one_line()
     assert "driver >= 580.65.06" in line and "\n" not in line and "tensorrt-cu12" in line
     with pytest.raises(MissingDependencyError, match="neither cuda-python nor torch"):
-        rt.choose_backend("not installed", None, torch_installed=False)
+        bk.choose_backend("not installed", None, torch_installed=False)
 
 
 def test_torch_backend_makes_cuda_n_current_before_deserializing(monkeypatch):
     torch = pytest.importorskip("torch")
     calls = []
     monkeypatch.setattr(torch.cuda, "set_device", calls.append)
-    rt._TorchBackend(3)
+    bk.TorchBackend(3)
     assert calls == [3]
 
 
@@ -119,7 +119,7 @@ def test_deactivate_synchronizes_the_torch_stream_too():
     runner._backend = types.SimpleNamespace(close=lambda: events.append("backend close"),
                                             synchronize=lambda: events.append("backend stream"),
                                             destroy_graph=lambda graph: events.append(f"destroy {graph}"))
-    runner._graphs = rt.GraphCache(1, runner._release_graph)
+    runner._graphs = bk.GraphCache(1, runner._release_graph)
     runner._graphs.add("a", {"graph": "ga", "context": object()})
     runner._graphs.add("b", {"graph": "gb", "context": object()})  # evicts "a": wait for it before freeing
     assert events == ["torch stream", "backend stream", "destroy ga"]
@@ -195,8 +195,8 @@ def test_torch_capture_reports_the_enqueue_error():
         raise ToolchainError("TensorRT inference failed: plugin enqueue returned 1")
 
     with pytest.raises(ToolchainError, match="inference failed"):
-        rt._run_capture(capture, enqueue)
-    assert rt._run_capture(lambda body: (body(), "graph")[1], lambda: None) == "graph"
+        bk.run_capture(capture, enqueue)
+    assert bk.run_capture(lambda body: (body(), "graph")[1], lambda: None) == "graph"
 
 
 # ------------------------------------------------------------------ timing cache

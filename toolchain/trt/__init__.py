@@ -1,7 +1,8 @@
 """TensorRT: engine building, manifests and the runtime. Imports tensorrt lazily.
 
 ``builder`` builds an engine from the exported ONNX through the FusedLRN plugin,
-``runtime`` runs one (:class:`~toolchain.trt.runtime.TensorRTRunner`),
+``runtime`` runs one (:class:`~toolchain.trt.runtime.TensorRTRunner`; buffers, streams and
+CUDA graphs through cuda-python or torch in ``backends``),
 ``manifest`` records and verifies what an engine was built from and with,
 ``compat`` holds the pure-Python checks (options, versions, shapes), ``device``
 the CUDA queries and buffers, ``triton`` the Triton model repository.
