@@ -2,7 +2,8 @@
 (JSON, SHA-256, preprocessing) agrees with Python; the Python example needs no torch.
 
 C++ checks run when $TOOLCHAIN_TRT_HEADERS names one or more TensorRT include folders
-(os.pathsep-separated), e.g. /work/trt-headers/v10.16/include:/work/trt-headers/v11.1/include.
+(os.pathsep-separated), e.g. /work/trt-headers/v10.16/include:/work/trt-headers/v11.1/include,
+or, without it, against every ../shared/trt-headers/vX.Y beside the clone.
 """
 
 from __future__ import annotations

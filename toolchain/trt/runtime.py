@@ -145,10 +145,18 @@ class TensorRTRunner(Runner):
         self._logger = make_logger(trt)
         # Also makes cuda:N the current device (cuda-python or torch) before deserializing.
         self._backend = make_backend(self.device_index)
+        try:
+            self._load_engine(trt, engine_path, manifest, data)
+        except BaseException:
+            self._backend.close()  # the stream and buffers of a runner that never became active
+            self._context = self._engine = self._runtime = None
+            raise
+
+    def _load_engine(self, trt, engine_path: Path, manifest: dict | None, data: bytes) -> None:
         self._runtime = trt.Runtime(self._logger)
-        if host_code_allowed(manifest) and hasattr(self._runtime, "engine_host_code_allowed"):
+        if self.verify_manifest and host_code_allowed(manifest) and hasattr(self._runtime, "engine_host_code_allowed"):
             # Version-compatible engines carry the plugin library inside; run it only for those
-            # whose (verified) manifest says they were built so.
+            # whose verified manifest says they were built so.
             self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
