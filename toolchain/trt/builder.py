@@ -429,6 +429,10 @@ def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool,
     cache_out = bytes(new_cache.serialize()) if (cache_path and new_cache is not None) else None
 
     runtime = trt.Runtime(logger)
+    if plan.options.version_compatible:
+        # A version-compatible plan embeds the lean runtime (and here the plugin library):
+        # host code TensorRT refuses to deserialize unless allowed (as trtexec and Polygraphy do).
+        runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(engine_bytes)
     if engine is None:
         raise ToolchainError(f"TensorRT cannot deserialize the engine it just built: {logger.last_error()}")
