@@ -157,8 +157,12 @@ class _StubCudaRT:
 
     class cudaStreamCaptureMode:  # noqa: N801
         cudaStreamCaptureModeGlobal = 0
+        cudaStreamCaptureModeThreadLocal = 1
+
+    modes: list = []
 
     def cudaStreamBeginCapture(self, stream, mode):  # noqa: N802
+        self.modes.append(mode)
         return (0,)
 
     def cudaStreamEndCapture(self, stream):  # noqa: N802
@@ -184,6 +188,8 @@ def test_a_failed_enqueue_is_not_hidden_by_the_end_of_capture():
         cuda.capture("stream", enqueue)
     with pytest.raises(ToolchainError, match="cudaStreamEndCapture"):  # a capture error alone is still reported
         cuda.capture("stream", lambda: None)
+    # Thread-local, as trtexec: other threads' cudaMalloc must not break (or be broken by) the capture.
+    assert cuda.rt.modes == [_StubCudaRT.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal] * 2
 
 
 def test_torch_capture_reports_the_enqueue_error():
