@@ -288,6 +288,11 @@ class CudaPythonBackend:
     def infer_numpy(self, runner, arrays, shapes):
         import numpy as np
 
+        # infer_torch may still run the main execution context on the torch stream; one
+        # context must never run on two streams at once (its activation memory is shared).
+        torch_stream = runner.__dict__.get("_torch_state", {}).get("stream")
+        if torch_stream is not None:
+            torch_stream.synchronize()
         out_shapes = runner._set_shapes(shapes)
         outputs = {n: np.empty(out_shapes[n], dtype=np.dtype(runner._dtypes[n])) for n in runner._output_names}
         addresses = {n: self._buffer(runner, n, a.nbytes) for n, a in {**arrays, **outputs}.items()}
