@@ -356,3 +356,52 @@ def test_triton_readme_commands_each_define_what_they_use(tmp_path):
     for block in blocks:
         body = block.split("```")[0]
         assert "$REPO" not in body or "REPO=" in body, body
+
+
+# ------------------------------------------------------------------ TensorRT objects that failed to initialize
+
+
+class _ErrorLogger:
+    def __init__(self):
+        self.errors = []
+
+    def last_error(self):
+        return self.errors[-1] if self.errors else "see the TensorRT log above"
+
+
+def test_an_error_logged_while_creating_a_tensorrt_object_is_a_one_line_failure():
+    from toolchain.trt import create_checked
+
+    logger = _ErrorLogger()
+    assert create_checked(lambda: "runtime", logger, "runtime") == "runtime"
+
+    def failing():  # what Runtime(logger) does when CUDA cannot initialize: log, then return an object
+        logger.errors.append("createInferRuntime: CUDA initialization failure with error: 35")
+        return object()
+
+    with pytest.raises(ToolchainError, match="could not create its runtime: createInferRuntime.*error: 35") as info:
+        create_checked(failing, logger, "runtime")
+    assert "driver" in info.value.one_line()
+
+
+@pytest.mark.skipif(not HAVE_LEAN, reason="needs tensorrt_lean")
+def test_the_lean_runtime_without_a_usable_driver_fails_in_one_line_not_a_crash():
+    import subprocess
+    import sys
+
+    from tests.conftest import _cuda_reason
+
+    if _cuda_reason() is None:
+        pytest.skip("CUDA works here: Runtime(logger) succeeds")
+    # In a child process: the unchecked object segfaults on first use (tensorrt_lean 11.4).
+    code = ("import tensorrt_lean as trt\n"
+            "from toolchain.trt import create_checked, make_logger\n"
+            "from toolchain.errors import ToolchainError\n"
+            "logger = make_logger(trt, log=lambda m: None)\n"
+            "try:\n"
+            "    create_checked(lambda: trt.Runtime(logger), logger, 'runtime').engine_host_code_allowed\n"
+            "except ToolchainError as exc:\n"
+            "    print(exc.one_line())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "TensorRT could not create its runtime" in done.stdout and "CUDA" in done.stdout

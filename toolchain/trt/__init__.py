@@ -114,3 +114,29 @@ def make_logger(trt, *, verbose: bool = False, log=None):
             return self.errors[-1] if self.errors else "see the TensorRT log above"
 
     return _Logger()
+
+
+#: TensorRT objects that failed to initialize; deleting one crashes the process.
+_UNUSABLE: list = []
+
+
+def create_checked(factory, logger, what: str):
+    """``factory()`` (``trt.Runtime(logger)``, ``trt.Builder(logger)``), or a one-line error.
+
+    When TensorRT cannot initialize CUDA (no GPU, or a driver too old for this TensorRT's
+    CUDA major, e.g. a -cu13 wheel on a driver < 580) these constructors do not raise: they
+    log an error and hand back an object whose first use crashes the process (seen with
+    tensorrt_lean 11.4), and so does freeing it. An error logged during the call therefore means
+    failure, and the object is kept, unused, until the process ends.
+    """
+    from toolchain.errors import ToolchainError
+
+    before = len(logger.errors)
+    created = factory()
+    if created is None or len(logger.errors) > before:
+        if created is not None:
+            _UNUSABLE.append(created)  # freeing it crashes too: keep it for the process's lifetime
+        raise ToolchainError(f"TensorRT could not create its {what}: {logger.last_error()}",
+                             hint="does this TensorRT wheel's CUDA major match the driver (CUDA 13 needs "
+                                  "driver >= 580)? see nvidia-smi")
+    return created

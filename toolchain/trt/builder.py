@@ -24,7 +24,7 @@ import toolchain
 from toolchain import lrn_op
 from toolchain.errors import ToolchainError
 from toolchain.io import check_writable, require_file, sha256_file, write_bytes_atomic, write_text_atomic
-from toolchain.trt import compat, make_logger, manifest as manifest_mod
+from toolchain.trt import compat, create_checked, make_logger, manifest as manifest_mod
 from toolchain.trt.compat import BuildOptions, PrecisionPlan, Profile
 
 #: ONNX metadata keys copied into the manifest's "model" section (JSON-decoded).
@@ -394,7 +394,7 @@ def check_plugin_took_nodes(info: OnnxInfo, plugin_layer_names: list[str], lrn_l
 def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool, log) -> dict:
     """Parse, check, build, inspect. Returns engine bytes, layer JSON, I/O, counts, timing cache bytes."""
     logger = make_logger(trt, verbose=verbose, log=log)
-    builder = trt.Builder(logger)
+    builder = create_checked(lambda: trt.Builder(logger), logger, "builder")
     network = builder.create_network(_network_flags(trt, plan))
     parser, parser_info = _parse(trt, network, logger, info)
     counts = _count_layers(trt, network)

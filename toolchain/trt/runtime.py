@@ -153,7 +153,9 @@ class TensorRTRunner(Runner):
             raise
 
     def _load_engine(self, trt, engine_path: Path, manifest: dict | None, data: bytes) -> None:
-        self._runtime = trt.Runtime(self._logger)
+        from toolchain.trt import create_checked
+
+        self._runtime = create_checked(lambda: trt.Runtime(self._logger), self._logger, "runtime")
         if self.verify_manifest and host_code_allowed(manifest) and hasattr(self._runtime, "engine_host_code_allowed"):
             # Version-compatible engines carry the plugin library inside; run it only for those
             # whose verified manifest says they were built so.
