@@ -184,6 +184,10 @@ def main(argv=None) -> int:
     if verify and hashlib.sha256(data).hexdigest() != manifest["engine"]["sha256"]:
         raise SystemExit(f"error: {args.engine} does not match the engine sha256 in {manifest_path}")
 
+    # CUDA first: where it cannot start (a driver too old for this CUDA major), trt.Runtime logs
+    # an error but returns an object whose use crashes the process.
+    rt = cudart()
+    check(rt.cudaSetDevice(0), "CUDA initialization (cudaSetDevice)")
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
     if (manifest.get("build") or {}).get("version_compatible"):
@@ -192,6 +196,8 @@ def main(argv=None) -> int:
     if engine is None:
         raise SystemExit("error: could not deserialize the engine (other TensorRT/GPU, or plugin missing)")
     context = engine.create_execution_context()
+    if context is None:
+        raise SystemExit("error: could not create an execution context (GPU out of memory?)")
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     input_name = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
     output_name = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
@@ -207,7 +213,6 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: the engine refused input shape {x.shape} (see its optimization profile)")
     logits = np.empty(tuple(context.get_tensor_shape(output_name)), dtype=out_dtype)
 
-    rt = cudart()
     stream = check(rt.cudaStreamCreate(), "cudaStreamCreate")
     d_in = check(rt.cudaMalloc(x.nbytes), "cudaMalloc")
     d_out = check(rt.cudaMalloc(logits.nbytes), "cudaMalloc")
