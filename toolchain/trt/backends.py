@@ -306,7 +306,15 @@ class CudaPythonBackend:
             context = runner._graph_context(shapes)
             bind(runner, addresses, context)
             runner._enqueue(self.handle, context)  # the warm-up enqueue at this shape computes this call's result
-            graph = self.cuda.capture(self.stream, lambda: runner._enqueue(self.handle, context))
+            try:
+                graph = self.cuda.capture(self.stream, lambda: runner._enqueue(self.handle, context))
+            except BaseException:
+                # The warm-up may still run on ``context``, which goes with this frame: wait first.
+                try:
+                    self.cuda.stream_synchronize(self.stream)
+                except ToolchainError:
+                    pass  # the capture's error is the one to report
+                raise
             runner._graphs.add(key, {"graph": graph, "context": context})
         else:
             bind(runner, addresses)
