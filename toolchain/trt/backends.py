@@ -129,7 +129,8 @@ def torch_infer(runner: TensorRTRunner, tensors: dict, shapes: dict) -> dict:
                 graph = torch.cuda.CUDAGraph()
 
                 def capture(body):
-                    with torch.cuda.graph(graph, stream=stream):
+                    # Thread-local, as trtexec and CudaRT.capture: other threads' allocations stay legal.
+                    with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                         body()
                     return graph
 
