@@ -126,7 +126,7 @@ def test_python_example_imports_no_torch():
             imported.add(node.module.split(".")[0])
     assert "torch" not in imported and "toolchain" not in imported, imported
     assert imported <= {"__future__", "argparse", "ctypes", "hashlib", "json", "sys", "pathlib", "numpy", "tensorrt",
-                        "cuda", "PIL"}, imported
+                        "tensorrt_lean", "cuda", "PIL"}, imported
     proc = subprocess.run([sys.executable, str(PY), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ENGINE" in proc.stdout.upper()
 
@@ -143,3 +143,64 @@ def test_python_example_preprocessing_matches_toolchain(tmp_path, channels_in, c
     np.testing.assert_array_equal(pixels, module.read_image(image))  # Pillow and the own reader agree
     got = module.preprocess(pixels, size, channels, mean, std)
     np.testing.assert_allclose(got[0], _reference(image, size, channels, mean, std), atol=2e-5)
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("classify_no_torch", PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_python_example_hashes_an_explicit_plugin_too(tmp_path):
+    from tests.test_trt_manifest import fake_build_outputs
+
+    module = _example()
+    engine, plugin = fake_build_outputs(tmp_path / "p")
+    manifest = json.loads(Path(str(engine) + ".manifest.json").read_text())
+    assert module.plugin_to_load(manifest, None, True) == plugin
+    other = tmp_path / "other.so"
+    other.write_bytes(b"not the recorded library")
+    with pytest.raises(SystemExit, match="does not match the plugin sha256"):
+        module.plugin_to_load(manifest, other, True)
+    native, _ = fake_build_outputs(tmp_path / "n", plugin=False)
+    native_manifest = json.loads(Path(str(native) + ".manifest.json").read_text())
+    with pytest.raises(SystemExit, match="built without a plugin"):
+        module.plugin_to_load(native_manifest, plugin, True)
+    assert module.plugin_to_load(native_manifest, None, True) is None
+    manifest["build"]["version_compatible"] = True
+    manifest["plugin"]["serialized_in_engine"] = True
+    assert module.plugin_to_load(manifest, other, True) is None  # the engine carries its plugin
+
+
+def test_python_example_version_rules():
+    module = _example()
+    manifest = {"environment": {"tensorrt": "10.13.0.35"}, "build": {}}
+    assert module.version_problem(manifest, "10.13.0.35") is None
+    assert "built with TensorRT 10.13.0.35" in module.version_problem(manifest, "10.16.0.32")
+    manifest["build"]["version_compatible"] = True
+    assert module.version_problem(manifest, "10.16.0.32") is None
+    assert module.version_problem(manifest, "11.4.0.106") and module.version_problem(manifest, "10.12.0.1")
+
+
+def test_python_example_checks_set_input_shape():
+    assert "if not context.set_input_shape(" in PY.read_text()
+
+
+def test_python_example_fails_in_one_line_where_cuda_cannot_start(tmp_path):
+    """trt.Runtime crashes the process where CUDA cannot start; the example checks CUDA first."""
+    from tests.conftest import _cuda_reason
+    from tests.test_trt_manifest import fake_build_outputs
+
+    if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_lean") is None:
+        pytest.skip("needs tensorrt or tensorrt_lean")
+    if importlib.util.find_spec("cuda") is None:
+        pytest.skip("needs cuda-python")
+    if _cuda_reason() is None:
+        pytest.skip("CUDA works here")
+    engine, _ = fake_build_outputs(tmp_path, plugin=False)
+    image = _write_image(tmp_path / "i.ppm", channels=3)
+    proc = subprocess.run([sys.executable, str(PY), str(engine), str(image), "--no-verify"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-500:]
+    assert "error: CUDA initialization (cudaSetDevice) failed" in proc.stderr

@@ -210,7 +210,7 @@ def test_existing_outputs_refused_before_building(tmp_path):
 def test_plugin_must_take_every_fused_node():
     info = _info()
     check_plugin_took_nodes(info, ["lrn1", "lrn2"], 0, "plugin")
-    with pytest.raises(ToolchainError, match="model-local function"):
+    with pytest.raises(ToolchainError, match="did not find the plugin creator"):
         check_plugin_took_nodes(info, [], 0, "plugin")  # what a function import looks like
     with pytest.raises(ToolchainError, match="1 plugin layer"):
         check_plugin_took_nodes(info, ["lrn1"], 0, "plugin")
@@ -293,18 +293,21 @@ def test_runtime_and_builder_import_no_torch_or_tensorrt():
 
 @pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")
 def test_missing_tensorrt_is_one_line_through_the_cli(tmp_path):
+    from tests.test_trt_runtime import _hide
+
     onnx_path = make_lrn_onnx(tmp_path / "x.onnx")
-    result = run_cli("build", onnx_path, "-o", tmp_path / "x.engine")
+    result = run_cli("build", onnx_path, "-o", tmp_path / "x.engine", env=_hide(tmp_path / "h", "tensorrt_lean"))
     assert_one_line_error(result, "TensorRT is not installed", "pip install tensorrt")
     assert result.code == MissingDependencyError.exit_code
     assert not any(p.name.startswith("x.engine") for p in tmp_path.iterdir())  # nothing half-written
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")
-def test_missing_tensorrt_runner_error(tmp_path):
+def test_missing_tensorrt_runner_error(tmp_path, monkeypatch):
     from tests.test_trt_manifest import fake_build_outputs
     from toolchain.trt.runtime import TensorRTRunner
 
+    monkeypatch.setitem(sys.modules, "tensorrt_lean", None)  # as on a machine without the lean runtime either
     engine, _ = fake_build_outputs(tmp_path)
     with pytest.raises(MissingDependencyError, match="TensorRT is not installed"):
         with TensorRTRunner(engine):
@@ -369,6 +372,69 @@ def test_plugin_only_engine_matches_torch(tmp_path, plugin_library, dtype, param
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
         with pytest.raises(ToolchainError, match="outside the optimization profile"):
             runner.infer({"input": np.zeros((5, 16, 7, 7), np_dtype)})
+
+
+@pytest.mark.needs_tensorrt
+def test_cuda_graphs_per_shape_equal_the_plain_runner(tmp_path, plugin_library):
+    import torch
+
+    from toolchain.trt.builder import build_engine
+    from toolchain.trt.runtime import TensorRTRunner
+
+    onnx_path = make_lrn_onnx(tmp_path / "lrn.onnx", dtype="fp16", with_function=True)
+    engine = build_engine(onnx_path, tmp_path / "lrn.engine", plugin_library=plugin_library, max_batch=8, opt_batch=8)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((8, 16, 7, 7)) * 20).astype(np.float16)
+    xc = torch.from_numpy(x).cuda()
+    with TensorRTRunner(engine, cuda_graph=True) as graphed, TensorRTRunner(engine) as plain:
+        for batch in (8, 2, 8, 2):
+            want = plain.infer({"input": x[:batch]})["logits"]
+            np.testing.assert_array_equal(graphed.infer({"input": x[:batch]})["logits"], want)
+            got = graphed.infer_torch({"input": xc[:batch]})["logits"]
+            assert torch.equal(got, plain.infer_torch({"input": xc[:batch]})["logits"])
+            np.testing.assert_array_equal(got.cpu().numpy(), want)
+        contexts = [graphed._graphs.get(key)["context"] for key in graphed._graphs.keys()]
+        assert len(contexts) >= 2 and len({id(c) for c in contexts}) == len(contexts)  # one context per graph
+        assert all(c is not graphed._context for c in contexts)
+
+
+_VC_RUN = """
+import sys, numpy as np
+from toolchain.trt.runtime import TensorRTRunner
+x = (np.random.default_rng(0).standard_normal((2, 16, 7, 7)) * 20).astype(np.float16)
+with TensorRTRunner(sys.argv[1]) as runner:
+    np.save(sys.argv[2], runner.infer({"input": x})["logits"])
+    print(runner._trt.__name__)
+"""
+
+
+@pytest.mark.needs_tensorrt
+def test_version_compatible_engine_carries_its_plugin(tmp_path, plugin_library):
+    from toolchain.plugin import LIBRARY_NAMES
+
+    dynamic = plugin_library.parent / LIBRARY_NAMES["tensorrt_dynamic"]
+    assert dynamic.is_file(), f"the dynamic plugin variant was not built beside {plugin_library}"
+    onnx_path = make_lrn_onnx(tmp_path / "lrn.onnx", dtype="fp16", with_function=True)
+    engine = tmp_path / "vc.engine"
+    build = (f"from toolchain.trt.builder import build_engine; build_engine({str(onnx_path)!r}, {str(engine)!r}, "
+             f"plugin_library={str(dynamic)!r}, max_batch=4, opt_batch=2, version_compatible=True)")
+    proc = subprocess.run([sys.executable, "-c", build], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    manifest = mf.read_manifest(engine)
+    assert manifest["build"]["version_compatible"] and manifest["plugin"]["serialized_in_engine"]
+    runs = [({}, "tensorrt")]
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt_lean") is not None:
+        runs.append(({"TOOLCHAIN_TRT_LEAN": "1"}, "tensorrt_lean"))
+    x = (np.random.default_rng(0).standard_normal((2, 16, 7, 7)) * 20).astype(np.float16)
+    for env, package in runs:  # a fresh process each: the plugin comes from the engine, no file is loaded
+        out = tmp_path / f"{package}.npy"
+        proc = subprocess.run([sys.executable, "-c", _VC_RUN, str(engine), str(out)], capture_output=True, text=True,
+                              env={**__import__("os").environ, **env})
+        assert proc.returncode == 0 and proc.stdout.split()[-1] == package, proc.stderr
+        np.testing.assert_allclose(np.load(out).astype(np.float32), _torch_lrn(x, LRNParams(5, 1e-4, 0.75, 1.0)),
+                                   rtol=5e-3, atol=5e-3)
 
 
 @pytest.mark.needs_tensorrt

@@ -850,7 +850,10 @@ def make_backends(*, model_factory: Callable[[], object] | None, input_shape, on
         for graph in (False, True):
             name = f"tensorrt-{lrn}{'-graph' if graph else ''}"
             if name in selected:
-                backends.append(TensorRTBackend(path, lrn=lrn, cuda_graph=graph, plugin_library=plugin_library))
+                from toolchain.trt.runtime import plugin_library_for_engine  # native engines get no plugin
+
+                backends.append(TensorRTBackend(path, lrn=lrn, cuda_graph=graph,
+                                                plugin_library=plugin_library_for_engine(lrn, plugin_library)))
     return backends
 
 

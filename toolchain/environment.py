@@ -113,7 +113,9 @@ def _tensorrt_info(notes: list[str]) -> dict:
     ok, reason = tensorrt_available()
     if not ok:
         notes.append(reason)
-    return {"tensorrt": _version("tensorrt") if ok else None, "tensorrt_status": reason}
+    # The lean runtime runs version-compatible engines where the full TensorRT is absent.
+    return {"tensorrt": _version("tensorrt") if ok else None, "tensorrt_status": reason,
+            "tensorrt_lean": _version("tensorrt_lean")}
 
 
 def _nvml():

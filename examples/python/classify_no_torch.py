@@ -4,12 +4,15 @@
     python examples/python/classify_no_torch.py alexnet.engine cat.jpg [--plugin LIB] [--top 5]
 
 Needs ``pip install numpy tensorrt cuda-python`` (and Pillow to read JPEG/PNG; without it,
-binary PPM/PGM files are read directly). Nothing from the toolchain package is imported:
-this file is the whole deployment path.
+binary PPM/PGM files are read directly). Instead of the full ``tensorrt`` (~1 GB) the lean
+runtime ``tensorrt-lean-cu12``/``-cu13`` (~44 MB) runs engines built with
+``toolchain build --version-compatible``, which carry the plugin library inside.
+Nothing from the toolchain package is imported: this file is the whole deployment path.
 
 Order, so that no executable code is loaded unchecked: read ENGINE.manifest.json, check the
-plugin library's sha256 and only then load it (its static initializer registers the FusedLRN
-creator), check the TensorRT version and the engine's sha256, deserialize, run.
+TensorRT version, check the plugin library's sha256 (also of one given with --plugin) and only
+then load it (its static initializer registers the FusedLRN creator), check the engine's
+sha256, deserialize, run.
 Preprocessing follows toolchain's evaluation transform: shorter side to round(size*256/224)
 (antialiased bilinear), center crop, [0, 1], grey<->RGB, mean/std from the manifest.
 """
@@ -113,6 +116,48 @@ def preprocess(image: np.ndarray, size: int, channels: int, mean, std) -> np.nda
 # ---------------------------------------------------------------------------------------- TensorRT
 
 
+def import_tensorrt():
+    """The full TensorRT, else the lean runtime (same runtime API, no builder)."""
+    try:
+        import tensorrt
+        return tensorrt
+    except ImportError:
+        pass
+    try:
+        import tensorrt_lean
+        return tensorrt_lean
+    except ImportError:
+        raise SystemExit("error: neither tensorrt nor tensorrt_lean is installed "
+                         "(pip install tensorrt-cu13, or tensorrt-lean-cu13 for version-compatible engines)") from None
+
+
+def version_problem(manifest: dict, version: str) -> str | None:
+    """Why this TensorRT cannot run the engine (None if it can): same major.minor.patch, or for a
+    version-compatible engine the same major and not older."""
+    built = manifest["environment"]["tensorrt"]
+    b, h = [int(p) for p in built.split(".")[:3]], [int(p) for p in version.split(".")[:3]]
+    if (manifest.get("build") or {}).get("version_compatible"):
+        ok = b[0] == h[0] and h >= b
+    else:
+        ok = b == h
+    return None if ok else f"the engine was built with TensorRT {built}, this is {version}"
+
+
+def plugin_to_load(manifest: dict, explicit: Path | None, verify: bool) -> Path | None:
+    """The plugin library to load (checked against the manifest's sha256 when verifying), or None."""
+    recorded = manifest.get("plugin")
+    if recorded and recorded.get("serialized_in_engine") and (manifest.get("build") or {}).get("version_compatible"):
+        return None  # the engine carries it; loading another copy would register the creator twice
+    plugin = explicit or (Path(recorded["file"]) if recorded else None)
+    if plugin is None or not verify:
+        return plugin
+    if not recorded:
+        raise SystemExit(f"error: the engine was built without a plugin; refusing to load {plugin}")
+    if sha256(plugin) != recorded["sha256"]:
+        raise SystemExit(f"error: {plugin} does not match the plugin sha256 in the manifest")
+    return plugin
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("engine", type=Path)
@@ -127,27 +172,32 @@ def main(argv=None) -> int:
     manifest = json.loads(manifest_path.read_text())
     verify = not args.no_verify
 
-    import tensorrt as trt  # before the plugin, which binds to the libnvinfer loaded here
+    trt = import_tensorrt()  # before the plugin, which binds to the libnvinfer loaded here
 
-    recorded = manifest.get("plugin")
-    plugin = args.plugin or (Path(recorded["file"]) if recorded else None)
+    problem = version_problem(manifest, trt.__version__) if verify else None
+    if problem:  # refuse before any library code runs
+        raise SystemExit(f"error: {problem}")
+    plugin = plugin_to_load(manifest, args.plugin, verify)
     if plugin is not None:
-        if verify and recorded and sha256(plugin) != recorded["sha256"]:
-            raise SystemExit(f"error: {plugin} does not match the plugin sha256 in {manifest_path}")
         ctypes.CDLL(str(plugin), mode=ctypes.RTLD_GLOBAL)
-    built = manifest["environment"]["tensorrt"]
-    if verify and built.split(".")[:3] != trt.__version__.split(".")[:3]:
-        raise SystemExit(f"error: the engine was built with TensorRT {built}, this is {trt.__version__}")
     data = args.engine.read_bytes()
     if verify and hashlib.sha256(data).hexdigest() != manifest["engine"]["sha256"]:
         raise SystemExit(f"error: {args.engine} does not match the engine sha256 in {manifest_path}")
 
+    # CUDA first: where it cannot start (a driver too old for this CUDA major), trt.Runtime logs
+    # an error but returns an object whose use crashes the process.
+    rt = cudart()
+    check(rt.cudaSetDevice(0), "CUDA initialization (cudaSetDevice)")
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
+    if (manifest.get("build") or {}).get("version_compatible"):
+        runtime.engine_host_code_allowed = True  # runs the plugin library serialized into the engine
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         raise SystemExit("error: could not deserialize the engine (other TensorRT/GPU, or plugin missing)")
     context = engine.create_execution_context()
+    if context is None:
+        raise SystemExit("error: could not create an execution context (GPU out of memory?)")
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     input_name = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
     output_name = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
@@ -159,10 +209,10 @@ def main(argv=None) -> int:
     _, channels, size, _ = manifest["io"]["inputs"][0]["profile"]["max"]
     x = preprocess(read_image(args.image), size, channels, model.get("mean", [0.0] * channels),
                    model.get("std", [1.0] * channels)).astype(in_dtype)
-    context.set_input_shape(input_name, x.shape)
+    if not context.set_input_shape(input_name, x.shape):
+        raise SystemExit(f"error: the engine refused input shape {x.shape} (see its optimization profile)")
     logits = np.empty(tuple(context.get_tensor_shape(output_name)), dtype=out_dtype)
 
-    rt = cudart()
     stream = check(rt.cudaStreamCreate(), "cudaStreamCreate")
     d_in = check(rt.cudaMalloc(x.nbytes), "cudaMalloc")
     d_out = check(rt.cudaMalloc(logits.nbytes), "cudaMalloc")

@@ -24,10 +24,13 @@ import click
               help="Timing cache file: loaded if present, updated after the build.")
 @click.option("--allow-fp32", is_flag=True,
               help="TensorRT 11: build an FP32 engine from an FP32 ONNX instead of refusing.")
+@click.option("--version-compatible", is_flag=True,
+              help="Build a version-compatible engine with the dynamic plugin library serialized into it "
+                   "(runs on the lean runtime and later TensorRT releases of the same major).")
 @click.option("--force", is_flag=True, help="Overwrite the engine, its manifest and layer file.")
 @click.option("-v", "--verbose", is_flag=True, help="Show TensorRT's info messages.")
 def build(onnx_path, engine, plugin, lrn, min_batch, opt_batch, max_batch, workspace_mib, timing_cache, allow_fp32,
-          force, verbose):
+          version_compatible, force, verbose):
     """Build an FP16 TensorRT engine from MODEL.onnx (from `toolchain export`) through the LRN plugin."""
     from toolchain.trt.builder import build_engine
     from toolchain.trt.manifest import layers_path, manifest_path, read_manifest
@@ -35,12 +38,13 @@ def build(onnx_path, engine, plugin, lrn, min_batch, opt_batch, max_batch, works
     engine = engine or onnx_path.with_suffix(".engine")
     path = build_engine(onnx_path, engine, plugin_library=plugin, lrn=lrn, min_batch=min_batch, opt_batch=opt_batch,
                         max_batch=max_batch, workspace_mib=workspace_mib, timing_cache=timing_cache, force=force,
-                        allow_fp32=allow_fp32, verbose=verbose)
+                        allow_fp32=allow_fp32, verbose=verbose, version_compatible=version_compatible)
     manifest = read_manifest(path)
     build_info = manifest["build"]
     profile = next(iter(build_info["profile"].values()))
     click.echo(f"engine    {path} ({manifest['engine']['bytes'] / 1e6:.1f} MB, {build_info['precision']}, "
-               f"TensorRT {manifest['environment']['tensorrt']}, {build_info['seconds']:.1f} s)")
+               f"TensorRT {manifest['environment']['tensorrt']}, {build_info['seconds']:.1f} s"
+               f"{', version-compatible' if build_info.get('version_compatible') else ''})")
     click.echo(f"profile   min {profile['min']} opt {profile['opt']} max {profile['max']}")
     click.echo(f"plugin    {len(manifest['layers']['network_plugin_layers'])} FusedLRN layer(s)"
                if lrn == "plugin" else f"lrn       native ({manifest['layers']['network_lrn_layers']} LRN layer(s))")

@@ -24,7 +24,7 @@ import toolchain
 from toolchain import lrn_op
 from toolchain.errors import ToolchainError
 from toolchain.io import check_writable, require_file, sha256_file, write_bytes_atomic, write_text_atomic
-from toolchain.trt import compat, make_logger, manifest as manifest_mod
+from toolchain.trt import compat, create_checked, make_logger, manifest as manifest_mod
 from toolchain.trt.compat import BuildOptions, PrecisionPlan, Profile
 
 #: ONNX metadata keys copied into the manifest's "model" section (JSON-decoded).
@@ -105,6 +105,27 @@ def inspect_onnx(path: str | os.PathLike) -> OnnxInfo:
                     local_functions=[f"{f.domain}:{f.name}" for f in model.functions])
 
 
+def parser_model_bytes(model) -> bytes:
+    """The model the ONNX parser gets: ``model`` (a ModelProto, or a path) without the FusedLRN
+    model-local function, serialized. The file on disk keeps the function for other consumers.
+
+    Which wins when a local function and a plugin share a name changed across TensorRT
+    releases (10.0-10.6: the function; 10.15+: the function unless ENABLE_PLUGIN_OVERRIDE);
+    without the function every 10.x and 11.x parser falls back to the plugin registry.
+    Nodes, their plugin_namespace/plugin_version attributes, opsets and everything else stay.
+    """
+    import onnx
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    keep = [f for f in copy.functions if not (f.name == lrn_op.OP_TYPE and f.domain == lrn_op.DOMAIN)]
+    del copy.functions[:]
+    copy.functions.extend(keep)
+    return copy.SerializeToString()
+
+
 # --------------------------------------------------------------------------- the plan (pure)
 
 
@@ -116,6 +137,7 @@ class BuildPlan:
     input_name: str
     needs_plugin: bool
     notes: list[str] = field(default_factory=list)
+    plugin_path: Path | None = None  # set by build_engine once the library is found
 
 
 def plan_build(info: OnnxInfo, options: BuildOptions, tensorrt_version: str) -> BuildPlan:
@@ -133,9 +155,11 @@ def plan_build(info: OnnxInfo, options: BuildOptions, tensorrt_version: str) -> 
     notes = [precision.reason]
     if info.dtype_source != "metadata":
         notes.append(f"no toolchain.dtype metadata: {info.dtype} guessed from the initializers")
+    if options.version_compatible and options.lrn == "plugin":
+        notes.append("version-compatible: the dynamic plugin library is serialized into the engine")
     if info.nodes_without_namespace:
         notes.append(f"{len(info.nodes_without_namespace)} {lrn_op.OP_TYPE} node(s) lack plugin_namespace: "
-                     "TensorRT >= 10.15 may import the model-local function instead unless the override flag is set")
+                     f"the parser looks the plugin up in namespace '' (or the node's domain), not {lrn_op.PLUGIN_NAMESPACE!r}")
     return BuildPlan(options=options, precision=precision, profile=profile, input_name=compat.INPUT_NAME,
                      needs_plugin=options.lrn == "plugin", notes=notes)
 
@@ -185,7 +209,9 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
     if plugin_path is not None:
         plugin = {"file": str(Path(plugin_path).resolve()), "name": Path(plugin_path).name, "sha256": plugin_sha256,
                   "bytes": Path(plugin_path).stat().st_size, "creator": {
-                      "name": lrn_op.OP_TYPE, "version": lrn_op.PLUGIN_VERSION, "namespace": lrn_op.PLUGIN_NAMESPACE}}
+                      "name": lrn_op.OP_TYPE, "version": lrn_op.PLUGIN_VERSION, "namespace": lrn_op.PLUGIN_NAMESPACE},
+                  # Version-compatible engines carry the (dynamic) library: the runtime loads none.
+                  "serialized_in_engine": bool(plan.options.version_compatible)}
     return {
         "created": manifest_mod.utc_now(),
         "toolchain_version": toolchain.__version__,
@@ -216,37 +242,40 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
 def build_engine(onnx_path, engine_path, *, plugin_library=None, lrn: str = "plugin", min_batch: int | None = None,
                  opt_batch: int | None = None, max_batch: int | None = None, workspace_mib: int | None = None,
                  timing_cache=None, force: bool = False, allow_fp32: bool = False, verbose: bool = False,
-                 log=None) -> Path:
+                 version_compatible: bool = False, log=None) -> Path:
     """Build ENGINE from ONNX; write ENGINE, ENGINE.layers.json and ENGINE.manifest.json. Returns ENGINE.
 
     ``plugin_library`` defaults to ``toolchain.plugin.find_library("tensorrt")``
-    (unused with ``lrn="native"``). Batches left ``None`` default to 1 / max / 256
+    (unused with ``lrn="native"``), or the dynamic variant with ``version_compatible``:
+    a VERSION_COMPATIBLE engine with that library serialized into it, which the lean
+    runtime runs without any plugin file. Batches left ``None`` default to 1 / max / 256
     for a dynamic batch axis, or to the ONNX's static batch.
     """
-    from toolchain.trt import import_tensorrt
+    from toolchain.trt import import_tensorrt_builder
 
     log = log or (lambda message: print(message, file=sys.stderr))
     options = BuildOptions(lrn=lrn, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                            workspace_mib=workspace_mib, timing_cache=str(timing_cache) if timing_cache else None,
-                           allow_fp32=allow_fp32).validate()
+                           allow_fp32=allow_fp32, version_compatible=version_compatible).validate()
     paths = check_outputs(engine_path, force=force)
     info = inspect_onnx(onnx_path)
-    trt = import_tensorrt()
-    if not hasattr(trt, "Builder"):
-        from toolchain.trt import INSTALL_HINT
-        from toolchain.errors import MissingDependencyError
-
-        raise MissingDependencyError(f"tensorrt {trt.__version__} has no builder (lean runtime only)", hint=INSTALL_HINT)
+    trt = import_tensorrt_builder()
     plan = plan_build(info, options, trt.__version__)
     for note in plan.notes:
         log(f"note: {note}")
     plugin_path = plugin_sha256 = None
     if plan.needs_plugin:
-        from toolchain.trt.plugins import default_plugin_library, load_plugin_library, require_creator
+        from toolchain.trt.plugins import (default_plugin_library, load_dynamic_plugin_library, load_plugin_library,
+                                           require_creator)
 
-        plugin_path = Path(plugin_library) if plugin_library else default_plugin_library()
-        plugin_sha256 = load_plugin_library(plugin_path)
+        if version_compatible:
+            plugin_path = Path(plugin_library) if plugin_library else default_plugin_library("tensorrt_dynamic")
+            plugin_sha256 = load_dynamic_plugin_library(trt, plugin_path)
+        else:
+            plugin_path = Path(plugin_library) if plugin_library else default_plugin_library()
+            plugin_sha256 = load_plugin_library(plugin_path)
         require_creator(trt, plugin_path)
+        plan.plugin_path = plugin_path.resolve()
     elif plugin_library:
         log("note: --lrn native: the plugin library is not needed and not loaded")
     from toolchain.trt.device import device_info
@@ -293,7 +322,9 @@ def _parse(trt, network, logger, info: OnnxInfo) -> tuple[object, dict]:
     if override is not None:
         # 10.15+: a node with a model-local function goes to the function unless this is set.
         parser.set_flag(override)
-    ok = parser.parse_from_file(info.path)
+    # The parser gets the model without the FusedLRN local function, so every node takes the
+    # plugin on every release; ``path`` lets it find external data beside the file.
+    ok = parser.parse(parser_model_bytes(info.path), info.path)
     if not ok or parser.num_errors:
         lines = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
         for line in lines:
@@ -302,7 +333,34 @@ def _parse(trt, network, logger, info: OnnxInfo) -> tuple[object, dict]:
         raise ToolchainError(f"TensorRT could not parse {info.path}: {first}"
                              + (f" (and {len(lines) - 1} more error(s), listed above)" if len(lines) > 1 else ""),
                              hint="was it exported by `toolchain export` and is the plugin library loaded?")
-    return parser, {"plugin_override_flag": override is not None}
+    return parser, {"plugin_override_flag": override is not None, "local_function_removed": True}
+
+
+def set_timing_cache(config, cache_path: Path | None, log) -> str:
+    """Give ``config`` the timing cache in ``cache_path`` or a fresh one; return "loaded", "new" or "replaced".
+
+    A file TensorRT cannot read (corrupt, truncated, from another TensorRT/GPU) gives a
+    warning and a fresh cache that replaces it after the build.
+    """
+    try:
+        data = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    except OSError as exc:
+        raise ToolchainError(f"cannot read timing cache {cache_path}: {exc.strerror or exc}",
+                             hint="fix its permissions or give another --timing-cache") from None
+    if data:
+        cache = None
+        try:
+            cache = config.create_timing_cache(data)
+        except Exception:  # TensorRT raises or returns None for bytes it cannot read
+            cache = None
+        if cache is not None and config.set_timing_cache(cache, False):
+            return "loaded"
+        log(f"warning: timing cache {cache_path} is unreadable or from another TensorRT/GPU; "
+            "starting a new one, which replaces it after the build")
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        raise ToolchainError("TensorRT could not create an empty timing cache", hint="build without --timing-cache")
+    return "replaced" if data else "new"
 
 
 def _count_layers(trt, network) -> dict:
@@ -325,8 +383,10 @@ def check_plugin_took_nodes(info: OnnxInfo, plugin_layer_names: list[str], lrn_l
     if len(plugin_layer_names) != expected:
         raise ToolchainError(
             f"TensorRT made {len(plugin_layer_names)} plugin layer(s) for the {expected} {lrn_op.OP_TYPE} node(s): "
-            "it imported the model-local function (or something else) instead of the plugin",
-            hint="use TensorRT >= 10.15 with OnnxParserFlag.ENABLE_PLUGIN_OVERRIDE, or export nodes with plugin_namespace")
+            "the parser did not find the plugin creator for every node",
+            hint=f"check that the nodes carry plugin_version {lrn_op.PLUGIN_VERSION!r} and plugin_namespace "
+                 f"{lrn_op.PLUGIN_NAMESPACE!r} (re-export with `toolchain export`) and that the plugin library "
+                 "is built for this TensorRT (`toolchain plugin build --force`)")
     if lrn_layers:
         raise ToolchainError(f"TensorRT made {lrn_layers} built-in LRN layer(s) from an ONNX exported for the plugin")
 
@@ -334,7 +394,7 @@ def check_plugin_took_nodes(info: OnnxInfo, plugin_layer_names: list[str], lrn_l
 def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool, log) -> dict:
     """Parse, check, build, inspect. Returns engine bytes, layer JSON, I/O, counts, timing cache bytes."""
     logger = make_logger(trt, verbose=verbose, log=log)
-    builder = trt.Builder(logger)
+    builder = create_checked(lambda: trt.Builder(logger), logger, "builder")
     network = builder.create_network(_network_flags(trt, plan))
     parser, parser_info = _parse(trt, network, logger, info)
     counts = _count_layers(trt, network)
@@ -354,11 +414,12 @@ def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool,
     config.add_optimization_profile(profile)
 
     cache_path = Path(plan.options.timing_cache) if plan.options.timing_cache else None
-    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    if not config.set_timing_cache(cache, False):
-        log(f"warning: timing cache {cache_path} does not match this TensorRT/GPU; starting a new one")
-        config.set_timing_cache(config.create_timing_cache(b""), False)
+    set_timing_cache(config, cache_path, log)
+    if plan.options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        if plan.needs_plugin:
+            # The dynamic plugin library goes into the engine: the lean runtime then needs nothing else.
+            config.plugins_to_serialize = [str(plan.plugin_path)]
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -368,6 +429,10 @@ def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool,
     cache_out = bytes(new_cache.serialize()) if (cache_path and new_cache is not None) else None
 
     runtime = trt.Runtime(logger)
+    if plan.options.version_compatible:
+        # A version-compatible plan embeds the lean runtime (and here the plugin library):
+        # host code TensorRT refuses to deserialize unless allowed (as trtexec and Polygraphy do).
+        runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(engine_bytes)
     if engine is None:
         raise ToolchainError(f"TensorRT cannot deserialize the engine it just built: {logger.last_error()}")

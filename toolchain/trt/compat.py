@@ -86,6 +86,7 @@ class BuildOptions:
     workspace_mib: int | None = None
     timing_cache: str | None = None
     allow_fp32: bool = False
+    version_compatible: bool = False  # VERSION_COMPATIBLE engine with the dynamic plugin serialized into it
 
     def validate(self) -> "BuildOptions":
         problems = []
@@ -239,9 +240,17 @@ def check_engine_compat(manifest: dict, *, tensorrt_version: str, compute_capabi
     if not built_trt:
         report.problems.append("the manifest records no TensorRT version")
     else:
-        if parse_version(built_trt)[:3] != parse_version(tensorrt_version)[:3]:
+        built, here_trt = parse_version(built_trt), parse_version(tensorrt_version)
+        if (manifest.get("build") or {}).get("version_compatible"):
+            # Version-compatible engines run on the same or a later TensorRT of the same major.
+            if built[0] != here_trt[0] or here_trt < built:
+                report.problems.append(f"the version-compatible engine was built with TensorRT {built_trt}, which runs "
+                                       f"on TensorRT {built[0]}.x from {built_trt} on; this is TensorRT {tensorrt_version}")
+            elif built != here_trt:
+                report.notes.append(f"version-compatible engine built with TensorRT {built_trt}, running on {tensorrt_version}")
+        elif built[:3] != here_trt[:3]:
             report.problems.append(f"the engine was built with TensorRT {built_trt}, this is TensorRT {tensorrt_version}")
-        elif parse_version(built_trt) != parse_version(tensorrt_version):
+        elif built != here_trt:
             report.notes.append(f"TensorRT build number differs ({built_trt} vs {tensorrt_version})")
     built_cc = (env.get("gpu") or {}).get("compute_capability")
     if not built_cc:

@@ -76,14 +76,25 @@ class CudaRT:
     # graphs
     def capture(self, stream, enqueue) -> object:
         """Capture what ``enqueue()`` puts on ``stream`` into an instantiated graph."""
-        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        # Thread-local, as trtexec captures (samples/common/sampleDevice.h): in global mode a
+        # cudaMalloc from any other thread of the process (torch, a data loader) during the
+        # capture fails, or invalidates it.
+        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self.check(self.rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
         try:
             enqueue()
-        finally:
-            graph = self.check(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+        except BaseException:
+            # End the capture but report the enqueue's error, not the (consequent) capture error.
+            result = self.rt.cudaStreamEndCapture(stream)
+            graph = result[1] if isinstance(result, tuple) and len(result) > 1 else None
+            if graph is not None and result[0] == self.rt.cudaError_t.cudaSuccess:
+                self.rt.cudaGraphDestroy(graph)
+            raise
+        graph = self.check(self.rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
         try:
-            return self.check(self.rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+            # (graph, flags) -> (err, exec) in every cuda-python from 11.4 to 13.x; cudaGraphInstantiate
+            # took (graph, logBuffer, size) in cuda-python 11.
+            return self.check(self.rt.cudaGraphInstantiateWithFlags(graph, 0), "cudaGraphInstantiateWithFlags")
         finally:
             self.check(self.rt.cudaGraphDestroy(graph), "cudaGraphDestroy")
 

@@ -22,11 +22,33 @@ _lock = threading.Lock()
 _loaded: dict[Path, tuple[str, ctypes.CDLL]] = {}
 
 
-def default_plugin_library() -> Path:
-    """The built ``libtoolchain_lrn_plugin.so`` (see ``toolchain plugin build``), or a one-line error."""
+def default_plugin_library(kind: str = "tensorrt") -> Path:
+    """The built ``libtoolchain_lrn_plugin.so`` (``kind="tensorrt_dynamic"``: the dynamic-registration
+    variant; see ``toolchain plugin build``), or a one-line error."""
     from toolchain.plugin import require_library
 
-    return require_library("tensorrt")
+    return require_library(kind)
+
+
+def load_dynamic_plugin_library(trt, path: str | os.PathLike) -> str:
+    """Register a dynamic-registration library (``getCreators``) with TensorRT's plugin registry, as
+    a version-compatible build needs (only such a library can be serialized into an engine); return
+    its sha256. The static variant must not be loaded in the same process: the creator would exist twice."""
+    path = require_file(path, "plugin library").resolve()
+    with _lock:
+        digest = sha256_file(path)
+        if path in _loaded:
+            return digest
+        if _loaded:
+            raise ToolchainError(f"another plugin library ({next(iter(_loaded))}) is already loaded in this process; "
+                                 f"cannot also register {path}", hint="use one plugin library per process")
+        handle = trt.get_plugin_registry().load_library(str(path))
+        if handle is None:
+            raise ToolchainError(f"TensorRT's plugin registry refused {path}",
+                                 hint="give the dynamic variant (libtoolchain_lrn_plugin_dynamic.so) built for this "
+                                      "TensorRT major (`toolchain plugin build --force`)")
+        _loaded[path] = (digest, handle)
+        return digest
 
 
 def load_plugin_library(path: str | os.PathLike, *, expected_sha256: str | None = None) -> str:

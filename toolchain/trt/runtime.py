@@ -4,38 +4,41 @@ Activation order matters, because engines and plugin libraries are executable co
 
 1. read the manifest beside the engine (``ENGINE.manifest.json``);
 2. import tensorrt (or the lean runtime ``tensorrt_lean`` when only it is installed),
-   so the plugin library binds to the libnvinfer already loaded;
-3. check the plugin library's sha256 against the manifest, *then* ``ctypes.CDLL`` it
-   (its static initializer registers the FusedLRN creator);
-4. check the TensorRT version and the GPU's compute capability against the manifest;
-5. read the engine once, check its sha256 on those bytes, deserialize the same bytes.
+   so the plugin library binds to the libnvinfer already loaded; the lean runtime is
+   refused at once for an engine whose manifest is not version-compatible;
+3. check the TensorRT version and the GPU's compute capability against the manifest;
+4. check the plugin library's sha256 against the manifest, *then* ``ctypes.CDLL`` it
+   (its static initializer registers the FusedLRN creator); a version-compatible engine
+   carries its plugin and none is loaded;
+5. make cuda:N current, read the engine once, check its sha256 on those bytes,
+   deserialize the same bytes.
 
 ``infer`` takes and returns numpy arrays (device memory through cuda-python, or
-torch when cuda-python is missing); ``infer_torch`` takes CUDA tensors and returns
+torch when cuda-python is missing or cannot reach the driver); ``infer_torch`` takes CUDA tensors and returns
 CUDA tensors without host copies. Both run ``execute_async_v3`` on the runner's own
 non-default stream. ``cuda_graph=True`` captures one CUDA graph per input shape
 (after a warm-up enqueue at that shape, as TensorRT requires) and replays it.
 
+CUDA graphs: each captured graph gets an execution context of its own
+(:class:`~toolchain.trt.backends.GraphCache`), since a context's per-shape state changes on
+its next ``enqueueV3`` at another shape. How buffers, streams and graphs are made (cuda-python
+or torch) lives in :mod:`toolchain.trt.backends`.
+
 Lean runtime: when only ``tensorrt_lean`` is installed (or $TOOLCHAIN_TRT_LEAN=1) it is
-used instead of ``tensorrt``. The lean runtime deserializes only version-compatible
-engines, which ``toolchain build`` does not make yet (that needs the dynamic plugin
-variant serialized into the engine), so this path is prepared but unproven.
+used instead of ``tensorrt``. It deserializes only version-compatible engines
+(``toolchain build --version-compatible``): those carry the dynamic plugin library
+inside, so no plugin file is loaded, and host code is allowed only for engines whose
+manifest records the version-compatible build.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 from toolchain.errors import ToolchainError
 from toolchain.runners import Runner
 from toolchain.trt import compat, manifest as manifest_mod
-
-#: Graphs kept per runner (an LRU): each pins its shapes' buffers.
-MAX_GRAPHS = 8
-
-_TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "int8": "int8",
-                 "int32": "int32", "int64": "int64", "bool": "bool", "uint8": "uint8"}
+from toolchain.trt.backends import TORCH_DTYPES, MAX_GRAPHS, GraphCache, make_backend, torch_infer
 
 
 def engine_io(trt, engine) -> dict:
@@ -109,19 +112,26 @@ class TensorRTRunner(Runner):
             except ToolchainError:
                 manifest = None
         trt = import_tensorrt(lean_ok=True)
+        problem = lean_runtime_problem(trt.__name__, manifest, engine_path)
+        if problem:
+            raise ToolchainError(problem, hint="rebuild it with `toolchain build --version-compatible`, "
+                                               "or install the full TensorRT (pip install tensorrt)")
 
-        plugin = self._plugin_to_load(manifest)
-        if plugin is not None:
-            expected = (manifest.get("plugin") or {}).get("sha256") if (manifest and self.verify_manifest) else None
-            if self.verify_manifest and manifest and not manifest.get("plugin"):
-                raise ToolchainError(f"engine {engine_path} was built without a plugin; refusing to load {plugin}")
-            load_plugin_library(plugin, expected_sha256=expected)
-
+        # Refuse an engine for another TensorRT or GPU *before* loading its plugin library:
+        # loading runs the library's code.
         info = device_info(self.device_index)
         if manifest is not None and self.verify_manifest:
             report = compat.require_engine_compat(manifest, engine_path, tensorrt_version=trt.__version__,
                                                   compute_capability=info["compute_capability"], gpu_name=info["name"])
             self.compat_notes = report.notes
+        plugin = self._plugin_to_load(manifest)
+        if plugin is not None:
+            expected = (manifest.get("plugin") or {}).get("sha256") if (manifest and self.verify_manifest) else None
+            if self.verify_manifest and manifest and not manifest.get("plugin"):
+                raise ToolchainError(f"engine {engine_path} was built without a plugin; refusing to load {plugin}",
+                                     hint="pass the plugin library only with engines built with --lrn plugin")
+            load_plugin_library(plugin, expected_sha256=expected)
+
         data = engine_path.read_bytes()
         if manifest is not None and self.verify_manifest:
             import hashlib
@@ -133,8 +143,23 @@ class TensorRTRunner(Runner):
 
         self._trt = trt
         self._logger = make_logger(trt)
-        self._backend = _make_backend(self.device_index)
-        self._runtime = trt.Runtime(self._logger)
+        # Also makes cuda:N the current device (cuda-python or torch) before deserializing.
+        self._backend = make_backend(self.device_index)
+        try:
+            self._load_engine(trt, engine_path, manifest, data)
+        except BaseException:
+            self._backend.close()  # the stream and buffers of a runner that never became active
+            self._context = self._engine = self._runtime = None
+            raise
+
+    def _load_engine(self, trt, engine_path: Path, manifest: dict | None, data: bytes) -> None:
+        from toolchain.trt import create_checked
+
+        self._runtime = create_checked(lambda: trt.Runtime(self._logger), self._logger, "runtime")
+        if self.verify_manifest and host_code_allowed(manifest) and hasattr(self._runtime, "engine_host_code_allowed"):
+            # Version-compatible engines carry the plugin library inside; run it only for those
+            # whose verified manifest says they were built so.
+            self._runtime.engine_host_code_allowed = True
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise ToolchainError(f"TensorRT could not deserialize {engine_path}: {self._logger.last_error()}",
@@ -154,12 +179,17 @@ class TensorRTRunner(Runner):
         self._output_names = [s["name"] for s in self.io["outputs"]]
         self._dtypes = {s["name"]: s["dtype"] for s in self.io["inputs"] + self.io["outputs"]}
         self._shapes: dict[str, tuple] = {}
-        self._graphs: OrderedDict = OrderedDict()
+        self._graphs = GraphCache(MAX_GRAPHS, self._release_graph)
 
     def _plugin_to_load(self, manifest: dict | None) -> Path | None:
+        recorded = (manifest or {}).get("plugin")
+        if recorded and recorded.get("serialized_in_engine") and host_code_allowed(manifest):
+            # The engine carries its plugin; a second registration of the creator would clash.
+            if self.plugin_library is not None:
+                self.compat_notes.append(f"the engine carries its plugin library; {self.plugin_library} is not loaded")
+            return None
         if self.plugin_library is not None:
             return self.plugin_library
-        recorded = (manifest or {}).get("plugin")
         if manifest is not None and not recorded:
             return None  # built with --lrn native
         if recorded and Path(recorded["file"]).is_file():
@@ -173,11 +203,25 @@ class TensorRTRunner(Runner):
             return default_plugin_library()  # raises the one-line "not found" error
         return found
 
+    def _synchronize(self) -> None:
+        """Wait for every stream this runner enqueued on (its own and infer_torch's)."""
+        torch_stream = self.__dict__.get("_torch_state", {}).get("stream")
+        if torch_stream is not None:
+            torch_stream.synchronize()
+        self._backend.synchronize()
+
+    def _release_graph(self, graph) -> None:
+        # The graph (and the context its entry held) may still run: wait before freeing either.
+        self._synchronize()
+        self._backend.destroy_graph(graph)
+
     def _deactivate(self) -> None:
         try:
-            for graph in self._graphs.values():
-                self._backend.destroy_graph(graph["graph"])
+            # Every stream this runner enqueued on must be done before its buffers, graphs
+            # and contexts go: the backend's own and infer_torch's.
+            self._synchronize()
             self._graphs.clear()
+            self.__dict__.pop("_torch_state", None)
             self._backend.close()
         finally:
             self._context = None
@@ -233,9 +277,21 @@ class TensorRTRunner(Runner):
                 self._shapes[name] = shape
         return {name: tuple(int(d) for d in self._context.get_tensor_shape(name)) for name in self._output_names}
 
-    def _enqueue(self, stream_handle: int) -> None:
-        if not self._context.execute_async_v3(stream_handle):
+    def _enqueue(self, stream_handle: int, context=None) -> None:
+        if not (context or self._context).execute_async_v3(stream_handle):
             raise ToolchainError(f"TensorRT inference failed: {self._logger.last_error()}")
+
+    def _graph_context(self, shapes: dict[str, tuple]):
+        """A new execution context fixed at ``shapes``, for one CUDA graph (TensorRT's guidance:
+        a graph captured on a context is stale once that context has run another shape)."""
+        context = self._engine.create_execution_context()
+        if context is None:
+            raise ToolchainError(f"TensorRT could not create an execution context for a CUDA graph: "
+                                 f"{self._logger.last_error()}", hint="is the GPU out of memory? or run without CUDA graphs")
+        for name, shape in shapes.items():
+            if not context.set_input_shape(name, shape):
+                raise ToolchainError(f"TensorRT refused shape {shape} for input {name!r}: {self._logger.last_error()}")
+        return context
 
     # ------------------------------------------------------------------ numpy
 
@@ -269,172 +325,35 @@ class TensorRTRunner(Runner):
                                      f"{getattr(tensor, 'device', type(tensor).__name__)}", hint="use infer() for numpy arrays")
             expected = self._dtypes[name]
             if cast_plan(str(tensor.dtype).removeprefix("torch."), expected, name):
-                tensor = tensor.to(getattr(torch, _TORCH_DTYPES[expected]))
+                tensor = tensor.to(getattr(torch, TORCH_DTYPES[expected]))
             tensors[name] = tensor.contiguous()
-        return _torch_infer(self, tensors, shapes)
+        return torch_infer(self, tensors, shapes)
 
 
-# ---------------------------------------------------------------------- torch execution
+# ---------------------------------------------------------------------- decisions (pure)
 
 
-def _torch_infer(runner: TensorRTRunner, tensors: dict, shapes: dict) -> dict:
-    import torch
-
-    device = torch.device("cuda", runner.device_index)
-    state = runner.__dict__.setdefault("_torch_state", {})
-    if "stream" not in state:
-        state["stream"] = torch.cuda.Stream(device=device)
-    stream = state["stream"]
-    caller = torch.cuda.current_stream(device)
-    out_shapes = runner._set_shapes(shapes)
-    stream.wait_stream(caller)  # inputs written on the caller's stream must be ready
-    with torch.cuda.device(device), torch.cuda.stream(stream):
-        if runner.cuda_graph:
-            key = ("torch", tuple((n, shapes[n], t.dtype, t.data_ptr()) for n, t in sorted(tensors.items())))
-            entry = runner._graphs.get(key)
-            if entry is None:
-                outputs = {n: torch.empty(out_shapes[n], dtype=getattr(torch, _TORCH_DTYPES[runner._dtypes[n]]),
-                                          device=device) for n in runner._output_names}
-                _bind(runner, {**{n: t.data_ptr() for n, t in tensors.items()},
-                               **{n: t.data_ptr() for n, t in outputs.items()}})
-                runner._enqueue(stream.cuda_stream)  # warm-up at this shape: also computes this call's result
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=stream):
-                    runner._enqueue(stream.cuda_stream)
-                # No reference to the inputs: a later call hits this graph only with tensors at the
-                # same addresses, shapes and dtypes, which is exactly what the graph reads.
-                entry = {"graph": graph, "outputs": outputs}
-                _remember_graph(runner, key, entry)
-            else:
-                runner._graphs.move_to_end(key)
-                entry["graph"].replay()
-            # The graph writes into its own output buffers: hand out copies.
-            result = {n: t.clone() for n, t in entry["outputs"].items()}
-        else:
-            result = {n: torch.empty(out_shapes[n], dtype=getattr(torch, _TORCH_DTYPES[runner._dtypes[n]]),
-                                     device=device) for n in runner._output_names}
-            _bind(runner, {**{n: t.data_ptr() for n, t in tensors.items()},
-                           **{n: t.data_ptr() for n, t in result.items()}})
-            runner._enqueue(stream.cuda_stream)
-    for tensor in (*tensors.values(), *result.values()):
-        tensor.record_stream(stream)  # the allocator must not reuse them before the stream is done
-    caller.wait_stream(stream)
-    return result
+def host_code_allowed(manifest: dict | None) -> bool:
+    """Only an engine whose manifest records a version-compatible build may run host code
+    (the plugin library serialized into it)."""
+    return bool(manifest and (manifest.get("build") or {}).get("version_compatible"))
 
 
-def _bind(runner: TensorRTRunner, addresses: dict[str, int]) -> None:
-    for name, address in addresses.items():
-        if not runner._context.set_tensor_address(name, address):
-            raise ToolchainError(f"TensorRT refused the address of tensor {name!r}: {runner._logger.last_error()}")
+def lean_runtime_problem(package: str, manifest: dict | None, engine_path) -> str | None:
+    """Why the lean runtime cannot run this engine (None when it can, or when ``package`` is the full one).
+
+    The lean runtime deserializes only version-compatible engines; without a manifest
+    TensorRT's own error has to do.
+    """
+    if package != "tensorrt_lean" or manifest is None or host_code_allowed(manifest):
+        return None
+    return (f"engine {engine_path} is not version-compatible, and only TensorRT's lean runtime (tensorrt_lean) is "
+            "installed, which runs only version-compatible engines")
 
 
-def _remember_graph(runner: TensorRTRunner, key, entry) -> None:
-    runner._graphs[key] = entry
-    while len(runner._graphs) > MAX_GRAPHS:
-        _, old = runner._graphs.popitem(last=False)
-        runner._backend.destroy_graph(old["graph"])
-
-
-# ---------------------------------------------------------------------- numpy backends
-
-
-def _make_backend(device_index: int):
-    """cuda-python when installed (no torch needed), else torch."""
-    from toolchain.errors import MissingDependencyError
-    from toolchain.trt.device import import_cudart
-
-    try:
-        import_cudart()
-        return _CudaPythonBackend(device_index)
-    except MissingDependencyError:
-        pass
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        from toolchain.trt.device import CUDA_PYTHON_HINT
-
-        raise MissingDependencyError("neither cuda-python nor torch is installed", hint=CUDA_PYTHON_HINT) from None
-    return _TorchBackend()
-
-
-class _TorchBackend:
-    """numpy inference through torch's CUDA tensors (used only without cuda-python)."""
-
-    def infer_numpy(self, runner, arrays, shapes):
-        import torch
-
-        device = torch.device("cuda", runner.device_index)
-        tensors = {n: torch.from_numpy(a).to(device, non_blocking=False) for n, a in arrays.items()}
-        out = _torch_infer(runner, tensors, shapes)
-        torch.cuda.current_stream(device).synchronize()
-        return {n: t.cpu().numpy() for n, t in out.items()}
-
-    def destroy_graph(self, graph) -> None:
-        del graph  # torch.cuda.CUDAGraph frees itself
-
-    def close(self) -> None:
-        pass
-
-
-class _CudaPythonBackend:
-    """numpy inference with device buffers, a stream and graphs from cuda-python."""
-
-    def __init__(self, device_index: int):
-        from toolchain.trt.device import CudaRT
-
-        self.cuda = CudaRT()
-        self.cuda.check(self.cuda.rt.cudaSetDevice(device_index), "cudaSetDevice")
-        self.stream = self.cuda.stream_create()
-        self.handle = int(self.stream)
-        self.buffers: dict[str, tuple[int, int]] = {}  # name -> (pointer, capacity in bytes)
-
-    def _buffer(self, runner, name: str, nbytes: int) -> int:
-        pointer, capacity = self.buffers.get(name, (0, 0))
-        if nbytes > capacity:
-            if pointer:
-                self.cuda.stream_synchronize(self.stream)
-                self.cuda.free(pointer)
-            # Graphs captured the old addresses: drop them all (buffers only grow, so this is rare).
-            for key in [k for k in runner._graphs if k[0] == "numpy"]:
-                self.destroy_graph(runner._graphs.pop(key)["graph"])
-            pointer, capacity = self.cuda.malloc(nbytes), nbytes
-            self.buffers[name] = (pointer, capacity)
-        return pointer
-
-    def infer_numpy(self, runner, arrays, shapes):
-        import numpy as np
-
-        out_shapes = runner._set_shapes(shapes)
-        outputs = {n: np.empty(out_shapes[n], dtype=np.dtype(runner._dtypes[n])) for n in runner._output_names}
-        addresses = {n: self._buffer(runner, n, a.nbytes) for n, a in {**arrays, **outputs}.items()}
-        for name, array in arrays.items():
-            self.cuda.htod_async(addresses[name], array, self.stream)
-        key = ("numpy", tuple(sorted(shapes.items())))
-        entry = runner._graphs.get(key) if runner.cuda_graph else None
-        if entry is not None:
-            runner._graphs.move_to_end(key)
-            self.cuda.graph_launch(entry["graph"], self.stream)
-        else:
-            _bind(runner, addresses)
-            runner._enqueue(self.handle)  # the warm-up enqueue at this shape computes this call's result
-            if runner.cuda_graph:
-                graph = self.cuda.capture(self.stream, lambda: runner._enqueue(self.handle))
-                _remember_graph(runner, key, {"graph": graph})
-        for name, array in outputs.items():
-            self.cuda.dtoh_async(array, addresses[name], self.stream)
-        self.cuda.stream_synchronize(self.stream)
-        return outputs
-
-    def destroy_graph(self, graph) -> None:
-        if graph is None:
-            return
-        if hasattr(graph, "replay"):  # a torch graph from infer_torch on the same runner
-            return
-        self.cuda.graph_destroy(graph)
-
-    def close(self) -> None:
-        self.cuda.stream_synchronize(self.stream)
-        for pointer, _ in self.buffers.values():
-            self.cuda.free(pointer)
-        self.buffers.clear()
-        self.cuda.stream_destroy(self.stream)
+def plugin_library_for_engine(lrn: str, plugin_library):
+    """The plugin library to hand the runner of an engine built with ``--lrn lrn``: only
+    plugin engines get one; the runner refuses a library for a native-LRN engine."""
+    if lrn not in ("plugin", "native"):
+        raise ToolchainError(f"unknown LRN mode {lrn!r}", hint="use plugin or native")
+    return plugin_library if lrn == "plugin" else None

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from toolchain.errors import ToolchainError
-from toolchain.io import require_file, sha256_file
+from toolchain.io import default_dir_mode, require_file, sha256_file
 from toolchain.trt import manifest as manifest_mod
 
 #: numpy dtype name (manifest) -> Triton data type.
@@ -137,6 +137,7 @@ def readme_text(manifest: dict, *, model_name: str, plugin_name: str | None, max
             "or let the TensorRT backend load it:",
             "",
             "```sh",
+            "REPO=$(realpath .)   # this folder",
             f'tritonserver --model-repository=$REPO --backend-config=tensorrt,plugins="$REPO/plugins/{plugin_name}"',
             "```",
             "",
@@ -205,6 +206,7 @@ def package_triton(repo_dir, engine_path, *, plugin_library=None, model_name: st
 
     repo_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{repo_dir.name}.", suffix=".tmp", dir=repo_dir.parent))
+    os.chmod(staging, default_dir_mode())  # mkdtemp makes 0700; the server may run as another user
     try:
         model_dir = staging / model_name
         (model_dir / "1").mkdir(parents=True)
