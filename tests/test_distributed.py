@@ -22,6 +22,7 @@ from toolchain.distributed import (
     is_peer_failure,
     launch_from_env,
     lost_peers,
+    sigterm_as_error,
     lr_factor,
     metrics_from_sums,
     shard_indices,
@@ -111,6 +112,17 @@ def test_only_process_group_failures_become_the_lost_peers_error():
     assert not is_peer_failure(ValueError("timed out"))
     message = lost_peers("training epoch 3", gloo).one_line()
     assert "training epoch 3" in message and "(Connection closed by peer" in message and "--resume" in message
+
+
+def test_sigterm_from_torchrun_becomes_a_one_line_error_and_the_handler_is_restored():
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ToolchainError, match="SIGTERM"):
+        with sigterm_as_error():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 # --- two real processes over gloo -----------------------------------------------------------------------------

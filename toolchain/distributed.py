@@ -116,17 +116,13 @@ def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
 
 def state_digest(module) -> str:
     """sha256 over a module's parameters and buffers (names and bytes), to compare replicas."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=_uint8()).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def _uint8():
-    import torch
-
-    return torch.uint8
 
 
 class Group:
@@ -214,6 +210,31 @@ def start(launch: Launch, device_type: str, *, timeout_s: float = DEFAULT_TIMEOU
         dist.init_process_group(backend=backend, init_method="env://", rank=launch.rank,
                                 world_size=launch.world_size, timeout=timedelta(seconds=timeout_s))
     return Group(launch, backend)
+
+
+@contextlib.contextmanager
+def sigterm_as_error():
+    """Raise on SIGTERM, which torchrun sends to the other workers when one fails.
+
+    The exception unwinds through the atomic writers, so no temporary file is
+    left behind, and the worker ends with one line instead of vanishing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def handler(signum, frame):
+        raise ToolchainError("data-parallel training stopped: torchrun ended this worker (SIGTERM) because another "
+                             "worker failed", hint="see the failing rank's error above, then rerun with --resume")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stop(group: Group) -> None:

@@ -194,7 +194,7 @@ def _load_resume_state(out_dir: Path) -> dict:
 
 
 def run_training(config: TrainConfig) -> TrainResult:
-    from toolchain.distributed import launch_from_env, start, stop
+    from toolchain.distributed import launch_from_env, sigterm_as_error, start, stop
 
     launch = launch_from_env()
     device = resolve_device(config.device)
@@ -205,11 +205,12 @@ def run_training(config: TrainConfig) -> TrainResult:
                              torch.cuda.device_count() if device.type == "cuda" else 0)
         if device.type == "cuda":
             torch.cuda.set_device(device)
-    group = start(launch, device.type, timeout_s=config.dist_timeout)
-    try:
-        return _train(config, group, device)
-    finally:
-        stop(group)
+    with sigterm_as_error() if launch.distributed else contextlib.nullcontext():
+        group = start(launch, device.type, timeout_s=config.dist_timeout)
+        try:
+            return _train(config, group, device)
+        finally:
+            stop(group)
 
 
 def _train(config: TrainConfig, group, device) -> TrainResult:
