@@ -204,7 +204,8 @@ def start(launch: Launch, device_type: str, *, timeout_s: float = DEFAULT_TIMEOU
         raise ToolchainError(f"this PyTorch build has no {backend} backend for torch.distributed",
                              hint="install a PyTorch build with distributed support")
     if backend == "nccl":
-        # Turn a peer's failure or a stuck collective into an exception after the timeout.
+        # NCCL's watchdog tears the process down once a collective outlives the timeout (torchrun's
+        # default too; set here for other launchers), so a lost peer never leaves a GPU rank hanging.
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     with collective("joining the process group"):
         dist.init_process_group(backend=backend, init_method="env://", rank=launch.rank,
