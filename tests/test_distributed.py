@@ -22,10 +22,10 @@ from toolchain.distributed import (
     is_peer_failure,
     launch_from_env,
     lost_peers,
-    sigterm_as_error,
     lr_factor,
     metrics_from_sums,
     shard_indices,
+    sigterm_as_error,
     state_digest,
 )
 from toolchain.errors import ToolchainError
