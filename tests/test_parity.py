@@ -226,3 +226,22 @@ def test_cli_accuracy_parity_on_a_trained_checkpoint(tmp_path):
     # --backend tensorrt without an engine is a usage error, not a crash.
     assert_one_line_error(run_cli("parity", "--backend", "tensorrt", "--checkpoint", trained.checkpoint),
                           "--engine")
+
+
+def test_fp16_atol_scales_with_the_logits_range_and_top1_counts_only_on_real_data():
+    from toolchain.parity import scale_tolerances
+
+    small = np.array([[0.1, -0.15], [0.05, 0.0]])
+    fp16 = DEFAULT_TOLERANCES["fp16"]
+    scaled, basis = scale_tolerances(fp16, "fp16", small)
+    assert scaled.atol == pytest.approx(5e-3 * 0.25) and "logits range 0.25" in basis
+    assert scaled.rtol == fp16.rtol
+    assert scale_tolerances(FP32, "fp32", small)[0] == FP32  # FP32 stays absolute
+    ref, labels = _logits()
+    flipped = ref.copy()
+    top = ref[0].argmax()
+    flipped[0, top] = np.sort(ref[0])[-2] - 1e-3  # the runner-up wins by a hair
+    loose = FP32.replace(atol=1e3, min_cosine=0)
+    assert compare_outputs(ref, flipped, loose).passed  # seeded inputs: agreement measured, not checked
+    assert compare_outputs(ref, flipped, loose).metrics["top1_agreement"] == pytest.approx(49 / 50)
+    assert "top1_agreement" in _failed(compare_outputs(ref, flipped, loose, labels=labels))

@@ -94,7 +94,7 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
     run = tmp_path / "run"
     result = run_cli("pipeline", "--out", run, "--dataset", "synthetic", "--epochs", "1", "--parity-limit", "16",
                      "--parity-batch-sizes", "1,8", "--bench-batch-sizes", "1,2", "--bench-max-seconds", "0.3",
-                     "--bench-warmup", "1", "--bench-window", "2", "--skip", "plugin-build", "--quiet")
+                     "--bench-warmup", "1", "--bench-window", "5", "--skip", "plugin-build", "--quiet")
     assert result.code == 0, result.stderr
     record = json.loads((run / "pipeline.json").read_text())
     steps = {s["name"]: s for s in record["steps"]}
@@ -115,6 +115,9 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
         assert (run / "onnx" / name).stat().st_size > 0
     bench = json.loads((run / "benchmark" / "benchmark.json").read_text())
     assert {m["backend"] for m in bench["measurements"]} >= {"eager-fp32", "onnxruntime-cpu"}
+    # Every timed row carries its verdict, on the validation split the model was trained on.
+    assert all(m["parity"]["passed"] and m["parity"]["real_data"] for m in bench["measurements"])
+    assert bench["parity"]["inputs"].startswith("synthetic validation split")
     assert (run / "benchmark" / "latency.png").read_bytes()[:4] == b"\x89PNG"
     report = (run / "REPORT.md").read_text()
     for fragment in ("## Steps", "## Training", "## Parity", "## Benchmark", "![latency](benchmark/latency.png)",
