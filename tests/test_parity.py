@@ -245,3 +245,50 @@ def test_fp16_atol_scales_with_the_logits_range_and_top1_counts_only_on_real_dat
     assert compare_outputs(ref, flipped, loose).passed  # seeded inputs: agreement measured, not checked
     assert compare_outputs(ref, flipped, loose).metrics["top1_agreement"] == pytest.approx(49 / 50)
     assert "top1_agreement" in _failed(compare_outputs(ref, flipped, loose, labels=labels))
+
+
+@pytest.fixture(scope="module")
+def layer_onnx(tmp_path_factory):
+    import onnx
+    from onnx import numpy_helper
+
+    from toolchain.export import NODE_MODULE_KEY, export_from_source
+
+    folder = tmp_path_factory.mktemp("layerwise")
+    clean = export_from_source(folder / "clean.onnx", variant="paper", image_size=64, num_classes=10).path
+    model = onnx.load(str(clean))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv"
+                and any(p.key == NODE_MODULE_KEY and p.value == "features.4" for p in n.metadata_props))
+    weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
+    array = numpy_helper.to_array(weight).copy()
+    array[0] += 0.5  # one corrupted output channel of one convolution
+    weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+    onnx.save(model, str(folder / "corrupt.onnx"))
+    return clean, folder / "corrupt.onnx"
+
+
+def test_layerwise_clean_export_has_no_divergent_layer(tmp_path, layer_onnx):
+    clean, _ = layer_onnx
+    report = tmp_path / "clean.json"
+    result = run_cli("parity", "--onnx", clean, "--layerwise", "--random", "2", "--report", report)
+    assert result.code == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["first_divergent"] is None and data["passed"]
+    modules = [layer["module"] for layer in data["layers"]]
+    assert modules[:3] == ["features.0", "features.1", "features.2"] and modules[-1] == "classifier.7"
+    assert all(layer["error_over_range"] < 1e-4 for layer in data["layers"])
+    assert "no divergent layer" in result.stdout
+
+
+def test_layerwise_names_the_corrupted_convolution_and_exits_non_zero(tmp_path, layer_onnx):
+    _, corrupt = layer_onnx
+    report = tmp_path / "corrupt.json"
+    result = run_cli("parity", "--onnx", corrupt, "--layerwise", "--random", "2", "--report", report)
+    assert_one_line_error(result, "first divergent layer: features.4")
+    assert result.code == 4
+    data = json.loads(report.read_text())
+    assert data["first_divergent"] == "features.4"
+    passed = {layer["module"]: layer["passed"] for layer in data["layers"]}
+    assert all(passed[m] for m in ("features.0", "features.1", "features.2", "features.3"))
+    assert_one_line_error(run_cli("parity", "--backend", "tensorrt", "--engine", corrupt, "--layerwise"),
+                          "--layerwise covers --backend onnxruntime only")
