@@ -451,11 +451,12 @@ def test_report_marks_failed_parity_and_has_a_table_and_plot_panel_per_metric(tm
                                             failures=["logits@batch1: allclose (3 of 10 elements)"]))
         result.measurements.append(_row("eager-fp32", batch, "host", device="cpu"))
     result.skipped.append({"backend": "onnxruntime-cuda", "batch_size": None, "reason": "no CUDA GPU"})
+    result.skipped.append({"backend": "eager-fp16", "batch_size": None, "reason": "no CUDA GPU"})
     paths = write_benchmark_report(result, tmp_path / "r")
     markdown = paths["markdown"].read_text()
     for title in bm.METRIC_TITLES.values():
         assert f"## {title}" in markdown
-    assert "- onnxruntime-cuda: no CUDA GPU" in markdown
+    assert "- onnxruntime-cuda, eager-fp16: no CUDA GPU" in markdown  # each reason once
     assert markdown.count("| tensorrt-plugin |") == 6 + 2 and markdown.count("| eager-fp32 |") == 2  # + stages
     assert markdown.count("FAILED (allclose)") == 6 + 2  # every metric's row, and the failed-parity list
     assert "| tensorrt-plugin | 1 | 0.100 | 0.500 | 0.0500 | 0.0200 |" in markdown

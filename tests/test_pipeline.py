@@ -43,8 +43,12 @@ def test_skipped_training_skips_its_dependents_with_reasons_and_commands(tmp_pat
     assert "--max-batch 256" in steps["engine-build"]["command"]
     assert record["passed"] is True
     report = (run / "REPORT.md").read_text()
-    assert "| 1 | train | skipped |" in report
+    assert "| 1 | train | skipped | 0.0 | skipped (S1) |" in report
+    assert "| 2 | export-fp32 | skipped | 0.0 | skipped (S1: needs step train) |" in report
     assert "toolchain build " in report and "No parity check ran." in report
+    # Each reason once, with the steps it applies to.
+    assert report.count("skipped by --skip") == 1
+    assert "- **S1** (train, export-fp32, " in report and "# skipped (S1): engine-build" in report
 
 
 def _fast_config(tmp_path, **changes) -> PipelineConfig:

@@ -32,6 +32,16 @@ def parity_markdown(reports: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def skip_causes(steps: list[dict]) -> dict[str, list[str]]:
+    """{first cause: [skipped steps it applies to]}, in step order (a dependent's cause is its root's)."""
+    causes: dict[str, list[str]] = {}
+    for step in steps:
+        if step["status"] == "skipped":
+            cause = (step.get("details") or {}).get("root_reason") or step.get("reason") or "skipped"
+            causes.setdefault(cause, []).append(step["name"])
+    return causes
+
+
 STATUS_MARK = {"ran": "ran", "skipped": "skipped", "failed": "**FAILED**"}
 
 
@@ -49,22 +59,29 @@ def pipeline_markdown(pipeline: dict, *, benchmark: dict | None = None, benchmar
     env = pipeline.get("environment")
     if env:
         out += ["## Environment", "", environment_markdown(env), ""]
+    causes = skip_causes(steps)
+    label = {name: f"S{i}" for i, (_, names) in enumerate(causes.items(), 1) for name in names}
     out += ["## Steps", "", "| # | step | status | seconds | details |", "|---:|---|---|---:|---|"]
     for i, step in enumerate(steps, 1):
         detail = step.get("summary") or ""
         if step["status"] == "skipped":
-            detail = f"skipped: {step.get('reason')}"
+            via = step["reason"].split(", which", 1)[0] if (step.get("details") or {}).get("root_reason") else ""
+            detail = f"skipped ({label[step['name']]}{': ' + via if via else ''})"
         elif step["status"] == "failed":
             detail = f"error: {step.get('error')}"
         out.append(f"| {i} | {step['name']} | {STATUS_MARK.get(step['status'], step['status'])} | "
                    f"{step.get('seconds', 0):.1f} | {_md_escape(detail)} |")
+    if causes:  # each reason once, with the steps it applies to
+        out += ["", "Skip reasons:", ""]
+        out += [f"- **S{i}** ({', '.join(names)}): {_md_escape(cause)}" for i, (cause, names)
+                in enumerate(causes.items(), 1)]
     out += ["", "Each step's equivalent command (run from the repository root):", "", "```sh"]
     for step in steps:
         if step.get("command"):
-            prefix = "# skipped: " if step["status"] == "skipped" else "# failed: " if step["status"] == "failed" \
-                else ""
-            if prefix:
-                out.append(f"{prefix}{step['name']} ({step.get('reason') or step.get('error')})")
+            if step["status"] == "skipped":
+                out.append(f"# skipped ({label[step['name']]}): {step['name']}")
+            elif step["status"] == "failed":
+                out.append(f"# failed: {step['name']} ({step.get('error')})")
             out.append(step["command"])
     out += ["```", ""]
 

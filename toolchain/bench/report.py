@@ -125,11 +125,12 @@ def benchmark_table(result):
 
 
 def skipped_lines(data: dict) -> list[str]:
-    lines = []
+    """One line per distinct reason, naming every backend (and batch) it applies to."""
+    groups: dict[str, list[str]] = {}
     for entry in data.get("skipped", []):
         where = f" at batch {entry['batch_size']}" if entry.get("batch_size") else ""
-        lines.append(f"{entry['backend']}{where}: {entry['reason']}")
-    return lines
+        groups.setdefault(entry["reason"], []).append(f"{entry['backend']}{where}")
+    return [f"{', '.join(names)}: {reason}" for reason, names in groups.items()]
 
 
 def error_lines(data: dict) -> list[str]:
