@@ -332,19 +332,20 @@ def iter_batches(inputs, batch_size: int, labels=None, *, static_batch: int | No
 def run_parity(reference, candidate, inputs, *, batch_sizes=(1, 32), labels=None,
                tolerances: dict[str, Tolerances] | None = None, precision: str = "fp32",
                input_name: str = "input", progress=None, reference_outputs: dict | None = None,
-               count_top1: bool | None = None) -> ParityReport:
+               count_top1: bool | None = None, scale_to_range: bool = False) -> ParityReport:
     """Run ``candidate`` on ``inputs`` at each batch size against ``reference`` (both active runners).
 
     The reference runs once, in batches of the largest size; every batch size's candidate
     outputs are compared with those. ``reference_outputs`` ({output: array for all
     inputs}) stands in for running the reference (the benchmark computes them once for
-    every backend it times).
+    every backend it times). ``scale_to_range``: the precision's atol becomes a fraction
+    of each reference output's range (:func:`scale_tolerances`; FP16).
     """
     import numpy as np
 
-    tolerances = tolerances or {"logits": DEFAULT_TOLERANCES[precision]}
-    report = ParityReport(reference=getattr(reference, "name", "reference"), candidate=candidate.name, precision=precision,
-                          tolerances=tolerances,
+    tolerances = dict(tolerances or {"logits": DEFAULT_TOLERANCES[precision]})
+    report = ParityReport(reference=getattr(reference, "name", "reference"), candidate=candidate.name,
+                          precision=precision, tolerances=tolerances,
                           inputs={"samples": int(len(inputs)), "shape": list(inputs.shape[1:]),
                                   "batch_sizes": list(batch_sizes), "labels": labels is not None})
     static = candidate.static_batch
@@ -370,6 +371,11 @@ def run_parity(reference, candidate, inputs, *, batch_sizes=(1, 32), labels=None
             for name, value in reference.infer({input_name: chunk}).items():
                 ref_parts.setdefault(name, []).append(np.asarray(value))
         ref_all = {name: np.concatenate(parts) for name, parts in ref_parts.items()}
+    if scale_to_range:
+        for name in ref_all:
+            tol = tolerances.get(name) or next(iter(tolerances.values()))
+            tolerances[name], basis = scale_tolerances(tol, precision, ref_all[name])
+            report.inputs.setdefault("atol_basis", {})[name] = basis
     for batch_size in batch_sizes:
         cand_parts: dict[str, list] = {}
         for chunk, _, valid in iter_batches(inputs, batch_size, static_batch=static):

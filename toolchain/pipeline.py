@@ -275,7 +275,7 @@ class Pipeline:
         candidate = candidate_factory()
         with reference, candidate:
             report = run_parity(reference, candidate, images, batch_sizes=sizes, labels=labels,
-                                tolerances=load_tolerances(precision), precision=precision)
+                                tolerances=load_tolerances(precision), precision=precision, scale_to_range=True)
         source = f"{ckpt.meta.get('dataset')} validation split, {len(images)} images"
         report.inputs["source"] = source
         data = report.to_dict()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 from toolchain.environment import cuda_unavailable
-from toolchain.errors import ToolchainError
 from toolchain.options import parse_batch_sizes
 
 

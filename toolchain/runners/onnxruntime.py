@@ -115,7 +115,8 @@ class OnnxRuntimeRunner(Runner):
         self._typed_input = self.io.device_input if dtype == "float32" else \
             torch.empty(self.io.shape, dtype=getattr(torch, dtype), device="cuda")
         binding = self.session.io_binding()
-        binding.bind_input(self._input_name, "cuda", 0, np.dtype(dtype).type, list(self.io.shape), self._typed_input.data_ptr())
+        binding.bind_input(self._input_name, "cuda", 0, np.dtype(dtype).type, list(self.io.shape),
+                           self._typed_input.data_ptr())
         for name in self._outputs:
             binding.bind_output(name, "cuda", 0)
         self._binding = binding
@@ -133,6 +134,7 @@ class OnnxRuntimeRunner(Runner):
         if self.device == "cuda":
             if self._typed_input is not self.io.device_input:
                 self._typed_input.copy_(self.io.device_input)  # the cast is part of the compute
+            self._binding.synchronize_inputs()  # ORT runs on its own stream: wait for the H2D copy
             self.session.run_with_iobinding(self._binding)
             self._binding.synchronize_outputs()
         else:

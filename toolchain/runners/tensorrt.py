@@ -9,6 +9,7 @@ native-LRN engine must not load it.
 
 from __future__ import annotations
 
+from toolchain.errors import ToolchainError
 from toolchain.runners.base import Runner
 
 
@@ -44,8 +45,8 @@ class TensorRTTimedRunner(Runner):
         self.plugin_library = plugin_library if lrn == "plugin" else None
         self.name = name or f"tensorrt-{lrn}{'-graph' if cuda_graph else ''}"
         self.precision = "fp16"
-        self.description = (f"TensorRT engine, LRN {'through the FusedLRN plugin' if lrn == 'plugin' else 'as the built-in ILRNLayer'}"
-                            + (", replayed from a CUDA graph" if cuda_graph else ""))
+        lrn_text = "through the FusedLRN plugin" if lrn == "plugin" else "as the built-in ILRNLayer"
+        self.description = f"TensorRT engine, LRN {lrn_text}" + (", replayed from a CUDA graph" if cuda_graph else "")
         self.inner = None
 
     def _activate(self) -> None:
@@ -60,6 +61,10 @@ class TensorRTTimedRunner(Runner):
         self._output_name = inner.output_names[0]
         self.profile = spec.get("profile")
         self.input_shape = tuple(int(d) for d in spec["shape"][1:])
+        if any(d < 0 for d in self.input_shape):
+            self._deactivate()
+            raise ToolchainError(f"engine {self.engine_path} has a dynamic non-batch input dimension "
+                                 f"{list(spec['shape'])}", hint="build it with a fixed image size")
         precision = ((inner.manifest or {}).get("build") or {}).get("precision")
         if precision in ("fp32", "fp16", "int8"):
             self.precision = precision
