@@ -223,6 +223,19 @@ def test_cli_accuracy_parity_on_a_trained_checkpoint(tmp_path):
     other = save_checkpoint(tmp_path / "other.safetensors", ckpt.model, ckpt.meta)
     assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--checkpoint", other, "--random", "2"),
                           "exported from another checkpoint")
+    # The benchmark: every timed row carries its verdict on the checkpoint's validation split; an ONNX file
+    # exported from other weights is refused in one line before anything is timed.
+    timing = ("--batch-sizes", "4", "--backends", "eager-fp32,onnxruntime-cpu", "--device", "cpu", "--warmup", "0",
+              "--warmup-seconds", "0", "--window", "5", "--max-seconds", "0.1", "--parity-samples", "8")
+    bench = run_cli("benchmark", "--checkpoint", trained.checkpoint, "--onnx", onnx_path, *timing,
+                    "--out", tmp_path / "bench")
+    assert bench.code == 0, bench.stderr
+    rows = json.loads((tmp_path / "bench" / "benchmark.json").read_text())["measurements"]
+    assert {r["backend"] for r in rows} == {"eager-fp32", "onnxruntime-cpu"}
+    assert all(r["parity"]["passed"] and r["parity"]["real_data"] and "reference_top1" in r["parity"]["metrics"]
+               for r in rows)
+    assert_one_line_error(run_cli("benchmark", "--checkpoint", other, "--onnx", onnx_path, *timing,
+                                  "--out", tmp_path / "bench2"), "was exported from checkpoint", "--allow-mismatch")
     # --backend tensorrt without an engine is a usage error, not a crash.
     assert_one_line_error(run_cli("parity", "--backend", "tensorrt", "--checkpoint", trained.checkpoint),
                           "--engine")
