@@ -305,3 +305,17 @@ def test_layerwise_names_the_corrupted_convolution_and_exits_non_zero(tmp_path, 
     assert all(passed[m] for m in ("features.0", "features.1", "features.2", "features.3"))
     assert_one_line_error(run_cli("parity", "--backend", "tensorrt", "--engine", corrupt, "--layerwise"),
                           "--layerwise covers --backend onnxruntime only")
+
+
+def test_parity_reaches_the_benchmark_runners(tmp_path, layer_onnx):
+    clean, _ = layer_onnx
+    ok = run_cli("parity", "--backend", "onnxruntime-cpu", "--onnx", clean, "--random", "3", "--batch-sizes", "1,3")
+    assert ok.code == 0, ok.stderr
+    assert "onnxruntime-cpu" in ok.stdout and "PASS" in ok.stdout
+    eager = run_cli("parity", "--backend", "eager-fp32", "--onnx", clean, "--random", "2", "--batch-sizes", "2")
+    assert eager.code == 0, eager.stderr
+    from toolchain.environment import cuda_unavailable
+
+    if cuda_unavailable():
+        assert_one_line_error(run_cli("parity", "--backend", "eager-fp16-cuda-graph", "--onnx", clean, "--random",
+                                      "2"), "eager-fp16-cuda-graph cannot run here")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import click
 
+from toolchain.bench.backends import BACKEND_NAMES
 from toolchain.options import batch_sizes_callback
 
 
 
 
 @click.command("parity")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", *BACKEND_NAMES]), default="onnxruntime",
+              show_default=True, help="The candidate: onnxruntime (CPU), tensorrt, or any benchmark backend "
+                                      "(the same runners the benchmark times).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False),
               help="ONNX file (the candidate for onnxruntime; its metadata describes the model).")
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine (the candidate for tensorrt).")
@@ -67,18 +70,33 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
         check_writable(report, force=force)
     if dataset and random_n:
         raise ToolchainError("--dataset and --random exclude each other")
-    if layerwise and backend != "onnxruntime":
+    if layerwise and not backend.startswith("onnxruntime"):
         raise ToolchainError("--layerwise covers --backend onnxruntime only",
                              hint="TensorRT engines expose their layers only when built with marked outputs")
-    if backend == "onnxruntime" and not onnx_path:
-        raise ToolchainError("--backend onnxruntime needs --onnx PATH")
-    if backend == "tensorrt" and not engine:
-        raise ToolchainError("--backend tensorrt needs --engine PATH")
+    if backend.startswith("onnxruntime") and not onnx_path:
+        raise ToolchainError(f"--backend {backend} needs --onnx PATH")
+    if backend.startswith("tensorrt") and not engine:
+        raise ToolchainError(f"--backend {backend} needs --engine PATH")
     onnx_meta = read_metadata(onnx_path) if onnx_path else {}
     ref = load_reference(checkpoint=checkpoint, variant=variant, onnx_meta=onnx_meta, image_size=image_size,
                          num_classes=num_classes, in_channels=in_channels)
     meta = {**onnx_meta, **ref.meta}  # the split and dataset come from the checkpoint when there is one
-    precision = precision or ("fp16" if backend == "tensorrt" else onnx_meta.get("dtype", "fp32"))
+    named = None
+    if backend in BACKEND_NAMES:  # one of the benchmark's runners, built by the benchmark's loader
+        import copy
+
+        from toolchain.bench.backends import make_backends
+        from toolchain.errors import MissingDependencyError
+
+        shape = (int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
+        (named,) = make_backends(model_factory=lambda: copy.deepcopy(ref.model), input_shape=shape, onnx=onnx_path,
+                                 engine=engine, native_engine=engine, plugin_library=plugin_library, names=[backend],
+                                 device="cuda" if device.startswith("cuda") else "cpu", include_compile=True)
+        if named.unavailable:
+            raise MissingDependencyError(f"{named.name} cannot run here: {named.unavailable}")
+    default = named.precision if named and not backend.startswith("onnxruntime") else \
+        "fp16" if backend == "tensorrt" else onnx_meta.get("dtype", "fp32")
+    precision = precision or default
     tolerances = load_tolerances(precision, file=tolerances_file, atol=atol, rtol=rtol, min_cosine=min_cosine,
                                  min_top1_agreement=min_top1_agreement, max_accuracy_drop=max_accuracy_drop)
 
@@ -109,7 +127,9 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
         console.print(f"{len(result.layers)} layers compared on {data['inputs']}: [bold green]no divergent layer[/]"
                       + (f"; report: {report}" if report else ""))
         return
-    if backend == "onnxruntime":
+    if named is not None:
+        candidate = named.make()
+    elif backend == "onnxruntime":
         candidate = make_runner("onnxruntime", path=onnx_path)
     else:
         options = {"plugin_library": plugin_library} if plugin_library else {}
