@@ -302,7 +302,9 @@ def _figure_for(data: dict, *, value: str, ylabel: str, title: str):
         axes[0][0].text(0.5, 0.5, "no measurements", ha="center", va="center")
         axes[0][0].set_axis_off()
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.text(0.01, 0.01, "hollow marker: unstable (windows did not agree); red x: failed parity (dotted line)",
+             fontsize=7, color="dimgray")
     return fig
 
 
