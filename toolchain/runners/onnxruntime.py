@@ -132,9 +132,12 @@ class OnnxRuntimeRunner(Runner):
 
     def run(self) -> None:
         if self.device == "cuda":
+            import torch
+
             if self._typed_input is not self.io.device_input:
                 self._typed_input.copy_(self.io.device_input)  # the cast is part of the compute
-            self._binding.synchronize_inputs()  # ORT runs on its own stream: wait for the H2D copy
+            # ORT runs on its own stream, unordered with torch's: the copy (and any H2D) must be done.
+            torch.cuda.current_stream().synchronize()
             self.session.run_with_iobinding(self._binding)
             self._binding.synchronize_outputs()
         else:
