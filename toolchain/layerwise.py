@@ -118,8 +118,9 @@ class LayerwiseReport:
         from rich.table import Table
 
         table = Table(title=f"layer-wise parity: {self.candidate} vs {self.reference} ({self.precision})")
-        for column in ("module", "shape", "max abs error", "range", "error / range", "limit", "result"):
-            table.add_column(column, justify="left" if column in ("module", "shape", "result") else "right")
+        table.add_column("module", no_wrap=True)  # the name is the answer: never cut it
+        for column in ("shape", "max abs error", "range", "error / range", "limit", "result"):
+            table.add_column(column, justify="left" if column in ("shape", "result") else "right")
         for layer in self.layers:
             fmt = lambda key: "-" if layer.get(key) is None else f"{layer[key]:.3g}"  # noqa: E731
             table.add_row(layer["module"], "x".join(map(str, layer.get("shape", []))), fmt("max_abs_error"),
