@@ -1,4 +1,4 @@
-"""Time every backend on the paper variant with the one harness (:mod:`toolchain.benchmark`).
+"""Time every backend on the paper variant with the one harness (:mod:`toolchain.bench`).
 
 The model is the paper's AlexNet (seeded random weights: timing does not depend on
 them) at --image-size (224 by default). The FP32 ONNX for ONNX Runtime is exported
@@ -9,6 +9,7 @@ on the fly; with --build-engines (needs TensorRT, a GPU and the plugin library f
 
     python benchmarks/bench_backends.py [--image-size 224] [--batch-sizes 1,8,64,256] [--build-engines]
 
+Every timed row carries a parity verdict against eager FP32 (exit code 4 when one fails).
 Writes benchmarks/results/backends_<device>_<time>/ with benchmark.json (device,
 versions, GPU clocks/temperature before and after), benchmark.md and the plots.
 """
@@ -93,7 +94,10 @@ def main(argv=None) -> int:
     for line in skipped_lines(result.to_dict()):
         print(f"skipped {line}")
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
-    return 0
+    failed = result.parity_failures()
+    for row in failed:
+        print(f"parity FAILED: {row['backend']} at batch {row['batch_size']}", file=sys.stderr)
+    return 4 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The benchmark harness: statistics, the timing loop, backend skipping, and a real tiny CPU run."""
+"""The benchmark harness: statistics, the timing loop, skipping, parity per row, and a real tiny CPU run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -11,6 +12,7 @@ import pytest
 from tests.helpers import assert_one_line_error, run_cli
 from toolchain import benchmark as bm
 from toolchain.errors import ToolchainError
+from toolchain.runners import Runner
 
 # ---------------------------------------------------------------------- statistics
 
@@ -46,12 +48,11 @@ def test_relative_spread_and_stability_windows():
 
 
 def test_throughput_and_latency_stats():
-    assert bm.throughput(64, 32.0) == pytest.approx(2000.0)
+    assert bm.throughput(64, 0.032) == pytest.approx(2000.0)
     assert math.isinf(bm.throughput(1, 0.0))
-    stats = bm.latency_stats([1.0, 2.0, 3.0, 4.0, 100.0], batch_size=8)
+    stats = bm.latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
     assert stats["p50_ms"] == 3.0 and stats["min_ms"] == 1.0 and stats["max_ms"] == 100.0
     assert stats["p99_ms"] == pytest.approx(float(np.percentile([1, 2, 3, 4, 100], 99)))
-    assert stats["throughput_ips"] == pytest.approx(8 * 1000 / 3.0)
     assert stats["mean_ms"] == pytest.approx(22.0)
     assert stats["cv"] == pytest.approx(np.std([1, 2, 3, 4, 100], ddof=1) / 22.0)
 
@@ -66,6 +67,10 @@ def test_timing_config_validation():
     bm.TimingConfig().validate()
     with pytest.raises(ToolchainError, match="min windows"):
         bm.TimingConfig(min_windows=2, stable_windows=3).validate()
+    with pytest.raises(ToolchainError, match="stable windows must be >= 3"):
+        bm.TimingConfig(min_windows=2, stable_windows=2).validate()
+    with pytest.raises(ToolchainError, match="window iterations must be >= 5"):
+        bm.TimingConfig(window_iters=2).validate()
     with pytest.raises(ToolchainError, match="tolerance"):
         bm.TimingConfig(tolerance=0).validate()
 
@@ -119,21 +124,27 @@ def test_measure_stops_when_last_windows_agree():
     assert sorted(set(m.samples_ms)) == [9.95, 10.0, 10.1] and len(m.samples_ms) == 12
     assert m.warmup_iters == 2 and m.first_call_ms == 1.0
     assert len(steps) == 1 + 2 + 5 * 4
+    stats = m.stats(batch_size=8)
+    # Throughput from the windows' wall time (4 calls of ~10 ms each), not from batch / p50.
+    walls = [10.0, 10.1, 9.95]
+    assert stats["throughput_ips"] == pytest.approx(8 * 12 / (sum(walls) * 4 / 1e3))
+    assert stats["window_medians_ms"] == m.window_medians and len(stats["samples_ms"]) == 12
 
 
 def test_measure_gives_up_unstable_after_max_windows_or_time():
     clock = FakeClock()
     alternating = [10.0, 20.0] * 50
-    config = bm.TimingConfig(warmup_iters=0, warmup_seconds=0, window_iters=2, min_windows=3, stable_windows=3,
-                             tolerance=0.05, max_windows=7, max_seconds=1e6)
+    config = bm.TimingConfig(warmup_iters=0, warmup_seconds=0, window_iters=2, min_window_iters=2, min_windows=3,
+                             stable_windows=3, tolerance=0.05, max_windows=7, max_seconds=1e6)
     m = bm.measure(lambda: None, ScriptedTimer(alternating, clock), config, clock=clock)
     assert not m.stable and m.windows == 7
-    # Time budget: the windows cost 0.2 s and 0.4 s of fake time; after them 0.5 s is spent.
+    # Time budget: the windows cost 0.2 s and 0.4 s of fake time; the budget of 0.5 s is spent after two,
+    # but it never cuts below min_windows (3).
     clock = FakeClock()
-    config = bm.TimingConfig(warmup_iters=0, warmup_seconds=0, window_iters=2, min_windows=3, stable_windows=3,
-                             tolerance=0.05, max_windows=100, max_seconds=0.5)
+    config = bm.TimingConfig(warmup_iters=0, warmup_seconds=0, window_iters=2, min_window_iters=2, min_windows=3,
+                             stable_windows=3, tolerance=0.05, max_windows=100, max_seconds=0.5)
     m = bm.measure(lambda: None, ScriptedTimer([100.0, 200.0] * 50, clock), config, clock=clock)
-    assert not m.stable and m.windows == 2 and m.seconds == pytest.approx(0.6)
+    assert not m.stable and m.windows == 3 and m.seconds == pytest.approx(0.8)
 
 
 def test_measure_sizes_windows_from_the_warmup():
@@ -145,75 +156,134 @@ def test_measure_sizes_windows_from_the_warmup():
     assert set(timer.window_sizes) == {50}
 
 
-# ---------------------------------------------------------------------- run_benchmark with fake backends
+# ---------------------------------------------------------------------- run_benchmark with fake runners
 
 
-class FakeBackend(bm.Backend):
+class FakeRunner(Runner):
+    """A CPU runner whose logits are a fixed function of the input (``shift`` makes it wrong)."""
+
     device = "cpu"
 
-    def __init__(self, name, *, unavailable=None, fail_prepare=False, max_batch=None):
+    def __init__(self, name, *, shift=0.0, fail_activate=False, max_batch=None, static=None, crash_at=None):
+        super().__init__()
         self.name = name
-        self._unavailable = unavailable
-        self._fail = fail_prepare
-        self._max = max_batch
-        self.prepared, self.runs, self.closed = [], 0, False
+        self.shift, self.fail, self._max, self._static, self.crash_at = shift, fail_activate, max_batch, static, crash_at
+        self.input_shape = (1, 2, 2)
+        self.runs, self.closed, self.prepared = 0, False, []
 
-    def unavailable(self):
-        return self._unavailable
+    def _activate(self):
+        if self.fail:
+            raise ToolchainError("engine cannot load here")
+
+    def _deactivate(self):
+        self.closed = True
 
     @property
     def max_batch(self):
         return self._max
 
-    def prepare(self, batch_size):
-        if self._fail:
-            raise ToolchainError("engine cannot load here")
+    @property
+    def static_batch(self):
+        return self._static
+
+    def _infer(self, feed):
+        return {"logits": _logits(feed["input"]) + self.shift}
+
+    def _prepare(self, batch_size):
         self.prepared.append(batch_size)
 
     def run(self):
+        if self.crash_at == self.io.shape[0]:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore text")
         self.runs += 1
-
-    def close(self):
-        self.closed = True
+        self.output = self.io.device_input
 
 
-TINY = bm.TimingConfig(warmup_iters=1, warmup_seconds=0, window_iters=2, min_windows=1, stable_windows=1,
-                       max_seconds=0.2)
+def _logits(x):
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    return np.concatenate([x, -x], axis=1) * 3
 
 
-def test_run_benchmark_records_skips_with_reasons():
-    good = FakeBackend("good", max_batch=4)
-    missing = FakeBackend("missing", unavailable="no CUDA GPU")
-    broken = FakeBackend("broken", fail_prepare=True)
-    result = bm.run_benchmark([good, missing, broken], [1, 4, 8], TINY, environment={"cuda_available": False})
-    assert {(m["backend"], m["batch_size"], m["metric"]) for m in result.measurements} == \
-        {("good", 1, "host"), ("good", 4, "host")}
+def _candidate(runner, unavailable=None, mismatch=None):
+    return bm.Candidate(runner.name, "cpu", "fp32", lambda: runner, unavailable=unavailable, mismatch=mismatch)
+
+
+def _plan(n=8):
+    inputs = np.random.default_rng(0).standard_normal((n, 1, 2, 2)).astype(np.float32)
+    return bm.ParityPlan(inputs=inputs, labels=None, source="seeded", reference_outputs={"logits": _logits(inputs)},
+                         reference={"name": "ref"}, min_samples=4)
+
+
+TINY = bm.TimingConfig(warmup_iters=1, warmup_seconds=0, window_iters=3, min_window_iters=3, min_windows=3,
+                       stable_windows=3, max_seconds=0.2)
+
+
+def test_run_benchmark_skips_with_reasons_and_gives_every_row_a_parity_verdict():
+    good, wrong = FakeRunner("good", max_batch=4), FakeRunner("wrong", shift=1e-3)
+    broken = FakeRunner("broken", fail_activate=True)
+    result = bm.run_benchmark([_candidate(good), _candidate(FakeRunner("missing"), unavailable="no CUDA GPU"),
+                               _candidate(broken), _candidate(wrong)], [1, 4, 8], TINY, parity=_plan(),
+                              environment={"cuda_available": False})
+    rows = {(m["backend"], m["batch_size"]): m for m in result.measurements}
+    assert set(rows) == {("good", 1), ("good", 4), ("wrong", 1), ("wrong", 4), ("wrong", 8)}
+    for (backend, batch), row in rows.items():
+        verdict = row["parity"]
+        assert verdict["batch_size"] == batch and verdict["samples"] == min(8, max(batch, 4))
+        assert verdict["passed"] == (backend == "good")
+        assert row["status"] == ("ok" if backend == "good" else "parity-failed")
+        assert row["metric"] == "host" and row["windows"] >= 3 and len(row["samples_ms"]) == 9
+        assert row["input_bytes"] == batch * 4 * 4  # FP32
+    assert "allclose" in " ".join(rows[("wrong", 1)]["parity"]["failures"])
+    assert not rows[("wrong", 1)]["parity"]["real_data"]  # seeded inputs: top-1 agreement not counted
     reasons = {(s["backend"], s["batch_size"]): s["reason"] for s in result.skipped}
     assert reasons[("missing", None)] == "no CUDA GPU"
     assert "engine cannot load here" in reasons[("broken", None)]
     assert "exceeds" in reasons[("good", 8)]
-    assert good.closed and broken.closed and not missing.prepared
-    assert [b["name"] for b in result.backends] == ["good"]
+    assert good.closed and wrong.closed and good.prepared == [1, 4]
+    assert [b["name"] for b in result.backends] == ["good", "wrong"]
+    assert [(r["backend"], r["batch_size"]) for r in result.parity_failures()] == [("wrong", 1), ("wrong", 4),
+                                                                                 ("wrong", 8)]
+    assert result.config["settings"]["torch_threads"] >= 1
     json.dumps(result.to_dict())  # JSON-able as written
 
 
-class CrashingBackend(FakeBackend):
-    def prepare(self, batch_size):
-        self.batch = batch_size
-
-    def run(self):
-        if self.batch == 2:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore text")
-
-
-def test_a_crashing_backend_is_an_error_and_the_sweep_goes_on():
-    crashing, good = CrashingBackend("crashing"), FakeBackend("good")
-    result = bm.run_benchmark([crashing, good], [1, 2], TINY, environment={"cuda_available": False})
+def test_a_crashing_runner_is_an_error_and_the_sweep_goes_on():
+    crashing, good = FakeRunner("crashing", crash_at=2), FakeRunner("good")
+    result = bm.run_benchmark([_candidate(crashing), _candidate(good)], [1, 2], TINY,
+                              environment={"cuda_available": False})
     assert {(m["backend"], m["batch_size"]) for m in result.measurements} == \
         {("crashing", 1), ("good", 1), ("good", 2)}
     assert result.errors == [{"backend": "crashing", "batch_size": 2, "metric": "host",
                               "error": "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"}]
-    assert crashing.closed
+    assert crashing.closed and all(m["parity"] is None for m in result.measurements)  # no plan, no verdict
+
+
+def test_static_batch_is_timed_at_its_batch_and_mismatched_weights_are_marked():
+    static = FakeRunner("static", static=2)
+    result = bm.run_benchmark([_candidate(static, mismatch="--onnx x was exported from checkpoint abc")], [1, 8],
+                              TINY, parity=_plan(), environment={"cuda_available": False})
+    assert [(m["batch_size"], m["status"]) for m in result.measurements] == [(2, "weights-mismatch")]
+    assert result.measurements[0]["parity"]["weights"].startswith("--onnx x")
+    assert "static batch 2" in result.skipped[0]["reason"]
+    assert bm.batches_for([1, 8], None) == ([1, 8], None)
+    assert bm.batches_for([2], 2) == ([2], None)
+
+
+def test_weights_chain():
+    ref = bm.weights_identity({"checkpoint_sha256": "a" * 64, "variant": "paper"})
+    assert bm.weights_mismatch(ref, bm.weights_identity({"checkpoint_sha256": "a" * 64}), "x") is None
+    assert "exported from checkpoint bbbbbbbbbbbb..., the reference is aaaaaaaaaaaa..." in \
+        bm.weights_mismatch(ref, bm.weights_identity({"checkpoint_sha256": "b" * 64}), "--onnx m.onnx")
+    assert "not exported from a checkpoint" in bm.weights_mismatch(ref, bm.weights_identity({"variant": "paper"}),
+                                                                   "x")
+    variant = bm.weights_identity({"variant": "paper", "seed": 0, "weights": "random"})
+    assert bm.weights_mismatch(variant, bm.weights_identity({"variant": "paper", "seed": "0"}), "x") is None
+    assert "seed 1" in bm.weights_mismatch(variant, bm.weights_identity({"variant": "paper", "seed": 1}), "x")
+    assert "variant 'd2l'" in bm.weights_mismatch(variant, {"variant": "d2l"}, "the engine")
+    with pytest.raises(ToolchainError, match="--allow-mismatch"):
+        bm.check_weights(variant, {"--onnx m": {"variant": "d2l"}, "--engine e": None}, allow_mismatch=False)
+    assert bm.check_weights(variant, {"--onnx m": {"variant": "d2l"}}, allow_mismatch=True) == \
+        {"--onnx m": "--onnx m holds variant 'd2l', the reference 'paper'"}
 
 
 def test_parsers_reject_bad_input():
@@ -234,19 +304,19 @@ def test_parsers_reject_bad_input():
 def tiny_onnx(tmp_path_factory):
     from toolchain.export import export_from_source
 
-    path = tmp_path_factory.mktemp("bench") / "paper64.onnx"
-    export_from_source(path, variant="paper", image_size=64, num_classes=10)
-    return path
+    folder = tmp_path_factory.mktemp("bench")
+    export_from_source(folder / "other.onnx", variant="paper", image_size=64, num_classes=10, seed=1)
+    return export_from_source(folder / "paper64.onnx", variant="paper", image_size=64, num_classes=10).path
 
 
-TINY_ARGS = ("--warmup", "1", "--warmup-seconds", "0", "--window", "2", "--min-windows", "1", "--stable-windows",
-             "1", "--max-seconds", "0.3")
+TINY_ARGS = ("--warmup", "1", "--warmup-seconds", "0", "--window", "3", "--min-window-iters", "3", "--min-windows",
+             "3", "--stable-windows", "3", "--max-seconds", "0.2", "--parity-samples", "4")
+MODEL_ARGS = ("--variant", "paper", "--image-size", "64", "--num-classes", "10")
 
 
 def test_cpu_benchmark_writes_json_markdown_plots_and_skips(tmp_path, tiny_onnx):
     out = tmp_path / "bench"
-    result = run_cli("benchmark", "--variant", "paper", "--image-size", "64", "--num-classes", "10", "--onnx",
-                     tiny_onnx, "--batch-sizes", "1,2", "--device", "cpu",
+    result = run_cli("benchmark", *MODEL_ARGS, "--onnx", tiny_onnx, "--batch-sizes", "1,2", "--device", "cpu",
                      "--backends", "eager-fp32,onnxruntime-cpu,compile,tensorrt-plugin", *TINY_ARGS, "--out", out)
     assert result.code == 0, result.stderr
     data = json.loads((out / "benchmark.json").read_text())
@@ -255,8 +325,11 @@ def test_cpu_benchmark_writes_json_markdown_plots_and_skips(tmp_path, tiny_onnx)
     for (backend, batch), row in rows.items():
         assert row["metric"] == "host" and row["device"] == "cpu"
         assert 0 < row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
-        assert row["throughput_ips"] == pytest.approx(batch * 1000 / row["p50_ms"])
-        assert row["samples"] >= 2
+        assert 0 < row["throughput_ips"] < math.inf and row["windows"] >= 3 and row["samples"] >= 9
+        assert row["parity"]["passed"] and row["status"] == "ok" and row["parity"]["samples"] == 4
+        assert row["parity"]["metrics"]["max_abs_error"] < 1e-4
+    assert data["parity"]["weights"]["checked"] == [f"--onnx {tiny_onnx}"]
+    assert data["parity"]["reference"]["settings"]["layout"] == "NCHW"
     skipped = {s["backend"]: s["reason"] for s in data["skipped"]}
     assert set(skipped) == {"compile-fp32", "tensorrt-plugin"}
     assert "--include-compile" in skipped["compile-fp32"]
@@ -268,14 +341,29 @@ def test_cpu_benchmark_writes_json_markdown_plots_and_skips(tmp_path, tiny_onnx)
     markdown = (out / "benchmark.md").read_text()
     assert "## Skipped" in markdown and "--include-compile" in markdown
     assert "| eager-fp32 | 1 |" in markdown and "| onnxruntime-cpu | 2 |" in markdown
+    assert markdown.count("| pass |") == 4 and "top-1 agreement is not counted" in markdown
     assert "![latency](latency.png)" in markdown
     for name in ("latency.png", "throughput.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "skipped compile-fp32" in result.stdout
+    assert "skipped compile-fp32" in result.stdout and "pass" in result.stdout
 
-    again = run_cli("benchmark", "--variant", "paper", "--image-size", "64", "--num-classes", "10",
-                    "--backends", "eager-fp32", "--out", out)
+    again = run_cli("benchmark", *MODEL_ARGS, "--backends", "eager-fp32", "--out", out)
     assert_one_line_error(again, "already exists", "--force")
+
+
+def test_benchmark_refuses_an_onnx_from_other_weights_unless_allowed(tmp_path, tiny_onnx):
+    other = tiny_onnx.parent / "other.onnx"
+    refused = run_cli("benchmark", *MODEL_ARGS, "--onnx", other, "--backends", "onnxruntime-cpu", *TINY_ARGS,
+                      "--out", tmp_path / "a")
+    assert_one_line_error(refused, "holds seed 1, the reference 0", "--allow-mismatch")
+    assert not (tmp_path / "a").exists()
+    marked = run_cli("benchmark", *MODEL_ARGS, "--onnx", other, "--backends", "onnxruntime-cpu", "--batch-sizes",
+                     "2", "--allow-mismatch", *TINY_ARGS, "--out", tmp_path / "b")
+    assert marked.code == 0, marked.stderr  # marked, not a parity failure
+    data = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    (row,) = data["measurements"]
+    assert row["status"] == "weights-mismatch" and not row["parity"]["passed"]
+    assert "Weights mismatch" in (tmp_path / "b" / "benchmark.md").read_text()
 
 
 def test_benchmark_cli_errors_are_one_line(tmp_path):
@@ -284,17 +372,24 @@ def test_benchmark_cli_errors_are_one_line(tmp_path):
                                   tmp_path / "y"), "unknown backend")
     assert_one_line_error(run_cli("benchmark", "--variant", "paper", "--batch-sizes", "1,a", "--out",
                                   tmp_path / "z"), "batch sizes")
+    assert_one_line_error(run_cli("benchmark", "--variant", "paper", "--stable-windows", "2", "--out",
+                                  tmp_path / "w"), "stable windows must be >= 3")
 
 
 # ---------------------------------------------------------------------- GPU
 
 
 @pytest.mark.needs_cuda
-def test_gpu_backends_report_gpu_and_host_times(tmp_path):
+def test_gpu_backends_report_gpu_and_host_times_with_parity(tmp_path):
     factory, info = bm.benchmark_model(variant="paper", image_size=64, num_classes=10)
-    backends = bm.make_backends(model_factory=factory, input_shape=(3, 64, 64),
-                                names=["eager-fp32", "eager-fp16", "eager-fp16-cuda-graph"], device="cuda")
-    result = bm.run_benchmark(backends, [1, 8], TINY, model_info=info)
+    candidates = bm.make_backends(model_factory=factory, input_shape=(3, 64, 64),
+                                  names=["eager-fp32", "eager-fp16", "eager-fp16-cuda-graph"], device="cuda")
+    from toolchain.runners import TorchRunner
+
+    inputs, labels, source = bm.parity_inputs(info, 16)
+    with TorchRunner(model_factory=factory, device="cuda", input_shape=(3, 64, 64)) as reference:
+        plan = bm.make_parity_plan(reference, inputs, labels=labels, source=source, batch_size=8)
+    result = bm.run_benchmark(candidates, [1, 8], TINY, parity=plan, model_info=info)
     assert not result.errors, result.errors
     metrics = {(m["backend"], m["batch_size"], m["metric"]): m for m in result.measurements}
     for backend in ("eager-fp32", "eager-fp16", "eager-fp16-cuda-graph"):
@@ -302,9 +397,12 @@ def test_gpu_backends_report_gpu_and_host_times(tmp_path):
             gpu = metrics[(backend, batch, "gpu")]
             copy = metrics[(backend, batch, "host_copy")]
             assert metrics[(backend, batch, "host")]["p50_ms"] > 0
+            assert gpu["parity"]["passed"], gpu["parity"]
             # Copies and host synchronisation only add work on top of the GPU time.
             assert gpu["p50_ms"] <= copy["p50_ms"] * 1.10
+            assert set(copy["stages"]) == {"h2d", "compute", "d2h", "enqueue"}
     assert result.environment["gpu_name"]
+    assert result.parity["reference"]["settings"]["tf32"] is False
 
 
 @pytest.mark.needs_tensorrt
@@ -315,46 +413,59 @@ def test_tensorrt_native_engine_with_and_without_cuda_graph(tmp_path):
     onnx = export_from_source(tmp_path / "native.onnx", variant="paper", image_size=64, num_classes=10,
                               dtype="fp16", lrn="native").path
     engine = build_engine(onnx, tmp_path / "native.engine", lrn="native", max_batch=8)
-    backends = bm.make_backends(model_factory=None, input_shape=None, native_engine=engine,
-                                names=["tensorrt-native", "tensorrt-native-graph"])
-    result = bm.run_benchmark(backends, [1, 8], TINY)
+    result, _ = bm.benchmark_from_sources(variant="paper", image_size=64, num_classes=10, native_engine=engine,
+                                          backend_names=["tensorrt-native", "tensorrt-native-graph"],
+                                          batch_sizes=[1, 8], config=TINY, out_dir=tmp_path / "out",
+                                          parity_samples=8)
     assert not result.errors and not result.skipped, (result.errors, result.skipped)
     assert {m["backend"] for m in result.measurements} == {"tensorrt-native", "tensorrt-native-graph"}
     assert {m["metric"] for m in result.measurements} == {"gpu", "host", "host_copy"}
+    assert all(m["parity"]["passed"] for m in result.measurements), result.parity_failures()
 
 
 # ---------------------------------------------------------------------- reports
 
 
-class FakeGpuBackend(FakeBackend):
-    """Labelled as a GPU backend with all three metrics, timed on the host (runs anywhere)."""
+def _row(backend, batch, metric, *, device="cuda", status="ok", stable=True, failures=()):
+    verdict = {"passed": status == "ok", "status": "pass" if status == "ok" else "fail",
+               "failures": list(failures)}
+    return {"backend": backend, "device": device, "precision": "fp16", "batch_size": batch, "metric": metric,
+            "status": status, "parity": verdict, "p50_ms": 1.0 * batch, "p90_ms": 1.2 * batch,
+            "p99_ms": 1.5 * batch, "mean_ms": 1.1 * batch, "cv": 0.01, "throughput_ips": 900.0 / batch,
+            "windows": 3, "window_iters": 5, "stable": stable,
+            **({"stages": {"h2d": {"p50_ms": 0.1}, "compute": {"p50_ms": 0.5}, "d2h": {"p50_ms": 0.05},
+                           "enqueue": {"p50_ms": 0.02}}} if metric == "host_copy" else {})}
 
-    device = "cuda"
-    precision = "fp16"
 
-    def metrics(self):
-        return [(metric, self.run, bm.HostTimer()) for metric in bm.METRICS]
-
-
-def test_report_has_a_table_and_plot_panel_per_metric(tmp_path):
+def test_report_marks_failed_parity_and_has_a_table_and_plot_panel_per_metric(tmp_path):
     from rich.console import Console
 
-    from toolchain.report import benchmark_table, write_benchmark_report
+    from toolchain.bench.report import benchmark_table, write_benchmark_report
 
-    result = bm.run_benchmark([FakeGpuBackend("tensorrt-plugin"), FakeBackend("eager-fp32"),
-                               FakeBackend("tensorrt-native", unavailable="TensorRT is not installed")],
-                              [1, 8], TINY, environment={"cuda_available": False, "cpu": "Acme", "python": "3.x"})
+    result = bm.BenchmarkResult(environment={"cuda_available": False, "cpu": "Acme", "python": "3.x"},
+                                config=dataclasses.asdict(TINY), batch_sizes=[1, 8])
+    for batch in (1, 8):
+        for metric in bm.METRICS:
+            result.measurements.append(_row("tensorrt-plugin", batch, metric, stable=batch == 1))
+            result.measurements.append(_row("tensorrt-native", batch, metric, status="parity-failed",
+                                            failures=["logits@batch1: allclose (3 of 10 elements)"]))
+        result.measurements.append(_row("eager-fp32", batch, "host", device="cpu"))
+    result.skipped.append({"backend": "onnxruntime-cuda", "batch_size": None, "reason": "no CUDA GPU"})
+    result.skipped.append({"backend": "eager-fp16", "batch_size": None, "reason": "no CUDA GPU"})
     paths = write_benchmark_report(result, tmp_path / "r")
     markdown = paths["markdown"].read_text()
     for title in bm.METRIC_TITLES.values():
         assert f"## {title}" in markdown
-    assert "- tensorrt-native: TensorRT is not installed" in markdown
-    assert markdown.count("| tensorrt-plugin |") == 6 and markdown.count("| eager-fp32 |") == 2
+    assert "- onnxruntime-cuda, eager-fp16: no CUDA GPU" in markdown  # each reason once
+    assert markdown.count("| tensorrt-plugin |") == 6 + 2 and markdown.count("| eager-fp32 |") == 2  # + stages
+    assert markdown.count("FAILED (allclose)") == 6 + 2  # every metric's row, and the failed-parity list
+    assert "| tensorrt-plugin | 1 | 0.100 | 0.500 | 0.0500 | 0.0200 |" in markdown
     assert json.loads(paths["json"].read_text())["measurements"] == result.measurements
-    console = Console(width=200, record=True)
+    console = Console(width=250, record=True)
     console.print(benchmark_table(result))
     text = console.export_text()
     assert "tensorrt-plugin" in text and "GPU p50" in text and "host+copy p50" in text
+    assert "FAILED (allclose)" in text and "pass" in text
     import matplotlib.image
 
     wide = matplotlib.image.imread(paths["latency"])

@@ -223,6 +223,99 @@ def test_cli_accuracy_parity_on_a_trained_checkpoint(tmp_path):
     other = save_checkpoint(tmp_path / "other.safetensors", ckpt.model, ckpt.meta)
     assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--checkpoint", other, "--random", "2"),
                           "exported from another checkpoint")
+    # The benchmark: every timed row carries its verdict on the checkpoint's validation split; an ONNX file
+    # exported from other weights is refused in one line before anything is timed.
+    timing = ("--batch-sizes", "4", "--backends", "eager-fp32,onnxruntime-cpu", "--device", "cpu", "--warmup", "0",
+              "--warmup-seconds", "0", "--window", "5", "--max-seconds", "0.1", "--parity-samples", "8")
+    bench = run_cli("benchmark", "--checkpoint", trained.checkpoint, "--onnx", onnx_path, *timing,
+                    "--out", tmp_path / "bench")
+    assert bench.code == 0, bench.stderr
+    rows = json.loads((tmp_path / "bench" / "benchmark.json").read_text())["measurements"]
+    assert {r["backend"] for r in rows} == {"eager-fp32", "onnxruntime-cpu"}
+    assert all(r["parity"]["passed"] and r["parity"]["real_data"] and "reference_top1" in r["parity"]["metrics"]
+               for r in rows)
+    assert_one_line_error(run_cli("benchmark", "--checkpoint", other, "--onnx", onnx_path, *timing,
+                                  "--out", tmp_path / "bench2"), "was exported from checkpoint", "--allow-mismatch")
     # --backend tensorrt without an engine is a usage error, not a crash.
     assert_one_line_error(run_cli("parity", "--backend", "tensorrt", "--checkpoint", trained.checkpoint),
                           "--engine")
+
+
+def test_fp16_atol_scales_with_the_logits_range_and_top1_counts_only_on_real_data():
+    from toolchain.parity import scale_tolerances
+
+    small = np.array([[0.1, -0.15], [0.05, 0.0]])
+    fp16 = DEFAULT_TOLERANCES["fp16"]
+    scaled, basis = scale_tolerances(fp16, "fp16", small)
+    assert scaled.atol == pytest.approx(5e-3 * 0.25) and "logits range 0.25" in basis
+    assert scaled.rtol == fp16.rtol
+    assert scale_tolerances(FP32, "fp32", small)[0] == FP32  # FP32 stays absolute
+    ref, labels = _logits()
+    flipped = ref.copy()
+    top = ref[0].argmax()
+    flipped[0, top] = np.sort(ref[0])[-2] - 1e-3  # the runner-up wins by a hair
+    loose = FP32.replace(atol=1e3, min_cosine=0)
+    assert compare_outputs(ref, flipped, loose).passed  # seeded inputs: agreement measured, not checked
+    assert compare_outputs(ref, flipped, loose).metrics["top1_agreement"] == pytest.approx(49 / 50)
+    assert "top1_agreement" in _failed(compare_outputs(ref, flipped, loose, labels=labels))
+
+
+@pytest.fixture(scope="module")
+def layer_onnx(tmp_path_factory):
+    import onnx
+    from onnx import numpy_helper
+
+    from toolchain.export import NODE_MODULE_KEY, export_from_source
+
+    folder = tmp_path_factory.mktemp("layerwise")
+    clean = export_from_source(folder / "clean.onnx", variant="paper", image_size=64, num_classes=10).path
+    model = onnx.load(str(clean))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv"
+                and any(p.key == NODE_MODULE_KEY and p.value == "features.4" for p in n.metadata_props))
+    weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
+    array = numpy_helper.to_array(weight).copy()
+    array[0] += 0.5  # one corrupted output channel of one convolution
+    weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+    onnx.save(model, str(folder / "corrupt.onnx"))
+    return clean, folder / "corrupt.onnx"
+
+
+def test_layerwise_clean_export_has_no_divergent_layer(tmp_path, layer_onnx):
+    clean, _ = layer_onnx
+    report = tmp_path / "clean.json"
+    result = run_cli("parity", "--onnx", clean, "--layerwise", "--random", "2", "--report", report)
+    assert result.code == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["first_divergent"] is None and data["passed"]
+    modules = [layer["module"] for layer in data["layers"]]
+    assert modules[:3] == ["features.0", "features.1", "features.2"] and modules[-1] == "classifier.7"
+    assert all(layer["error_over_range"] < 1e-4 for layer in data["layers"])
+    assert "no divergent layer" in result.stdout
+
+
+def test_layerwise_names_the_corrupted_convolution_and_exits_non_zero(tmp_path, layer_onnx):
+    _, corrupt = layer_onnx
+    report = tmp_path / "corrupt.json"
+    result = run_cli("parity", "--onnx", corrupt, "--layerwise", "--random", "2", "--report", report)
+    assert_one_line_error(result, "first divergent layer: features.4")
+    assert result.code == 4
+    data = json.loads(report.read_text())
+    assert data["first_divergent"] == "features.4"
+    passed = {layer["module"]: layer["passed"] for layer in data["layers"]}
+    assert all(passed[m] for m in ("features.0", "features.1", "features.2", "features.3"))
+    assert_one_line_error(run_cli("parity", "--backend", "tensorrt", "--engine", corrupt, "--layerwise"),
+                          "--layerwise covers --backend onnxruntime only")
+
+
+def test_parity_reaches_the_benchmark_runners(tmp_path, layer_onnx):
+    clean, _ = layer_onnx
+    ok = run_cli("parity", "--backend", "onnxruntime-cpu", "--onnx", clean, "--random", "3", "--batch-sizes", "1,3")
+    assert ok.code == 0, ok.stderr
+    assert "onnxruntime-cpu" in ok.stdout and "PASS" in ok.stdout
+    eager = run_cli("parity", "--backend", "eager-fp32", "--onnx", clean, "--random", "2", "--batch-sizes", "2")
+    assert eager.code == 0, eager.stderr
+    from toolchain.environment import cuda_unavailable
+
+    if cuda_unavailable():
+        assert_one_line_error(run_cli("parity", "--backend", "eager-fp16-cuda-graph", "--onnx", clean, "--random",
+                                      "2"), "eager-fp16-cuda-graph cannot run here")

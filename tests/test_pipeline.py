@@ -43,8 +43,12 @@ def test_skipped_training_skips_its_dependents_with_reasons_and_commands(tmp_pat
     assert "--max-batch 256" in steps["engine-build"]["command"]
     assert record["passed"] is True
     report = (run / "REPORT.md").read_text()
-    assert "| 1 | train | skipped |" in report
+    assert "| 1 | train | skipped | 0.0 | skipped (S1) |" in report
+    assert "| 2 | export-fp32 | skipped | 0.0 | skipped (S1: needs step train) |" in report
     assert "toolchain build " in report and "No parity check ran." in report
+    # Each reason once, with the steps it applies to.
+    assert report.count("skipped by --skip") == 1
+    assert "- **S1** (train, export-fp32, " in report and "# skipped (S1): engine-build" in report
 
 
 def _fast_config(tmp_path, **changes) -> PipelineConfig:
@@ -94,7 +98,7 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
     run = tmp_path / "run"
     result = run_cli("pipeline", "--out", run, "--dataset", "synthetic", "--epochs", "1", "--parity-limit", "16",
                      "--parity-batch-sizes", "1,8", "--bench-batch-sizes", "1,2", "--bench-max-seconds", "0.3",
-                     "--bench-warmup", "1", "--bench-window", "2", "--skip", "plugin-build", "--quiet")
+                     "--bench-warmup", "1", "--bench-window", "5", "--skip", "plugin-build", "--quiet")
     assert result.code == 0, result.stderr
     record = json.loads((run / "pipeline.json").read_text())
     steps = {s["name"]: s for s in record["steps"]}
@@ -115,6 +119,9 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
         assert (run / "onnx" / name).stat().st_size > 0
     bench = json.loads((run / "benchmark" / "benchmark.json").read_text())
     assert {m["backend"] for m in bench["measurements"]} >= {"eager-fp32", "onnxruntime-cpu"}
+    # Every timed row carries its verdict, on the validation split the model was trained on.
+    assert all(m["parity"]["passed"] and m["parity"]["real_data"] for m in bench["measurements"])
+    assert bench["parity"]["inputs"].startswith("synthetic validation split")
     assert (run / "benchmark" / "latency.png").read_bytes()[:4] == b"\x89PNG"
     report = (run / "REPORT.md").read_text()
     for fragment in ("## Steps", "## Training", "## Parity", "## Benchmark", "![latency](benchmark/latency.png)",

@@ -67,3 +67,45 @@ def test_tensorrt_backend_without_tensorrt_is_a_missing_dependency(tmp_path):
     with pytest.raises(ToolchainError):  # MissingDependencyError, or a missing engine file
         with make_runner("tensorrt", engine_path=tmp_path / "missing.engine"):
             pass
+
+
+def test_cpu_runners_run_on_prepared_inputs_the_same_model(tmp_path):
+    """The timing path (prepare/run) computes what infer computes, for eager and ONNX Runtime on the CPU."""
+    from toolchain.runners import DeviceIO
+
+    model = _tiny()
+    path = export_model(model, META, output=tmp_path / "tiny.onnx").path
+    with TorchRunner(model_factory=_tiny, input_shape=(2, 6, 6)) as eager, \
+            OnnxRuntimeRunner(path, provider="cpu", threads=1) as ort:
+        assert ort.input_shape == (2, 6, 6)  # read from the file's static dims
+        for runner in (eager, ort):
+            runner.prepare(3, seed=1)
+            runner.h2d()
+            runner.run()
+            runner.d2h()
+            x = runner.io.host_input.numpy()
+            assert x.dtype == np.float32 and x.shape == (3, 2, 6, 6)
+            want = runner.infer({"input": x})["logits"]
+            np.testing.assert_allclose(np.asarray(runner.output), want, rtol=1e-5, atol=1e-6)
+        assert eager.describe()["settings"]["torch_threads"] >= 1
+        assert ort.describe()["settings"]["intra_op_threads"] == 1
+    assert eager.model is None  # a factory-built model is dropped at deactivation
+    assert DeviceIO((1, 2, 6, 6), device="cpu").nbytes == 72 * 4
+
+
+def test_provider_check_names_a_silent_fallback():
+    from toolchain.runners.onnxruntime import provider_check
+
+    assert provider_check(["CPUExecutionProvider"], ["CPUExecutionProvider"]) is None
+    assert provider_check(["CUDAExecutionProvider", "CPUExecutionProvider"],
+                          ["CUDAExecutionProvider", "CPUExecutionProvider"]) is None
+    assert "fell back to CPUExecutionProvider" in provider_check(["CUDAExecutionProvider", "CPUExecutionProvider"],
+                                                                 ["CPUExecutionProvider"])
+
+
+def test_tensorrt_profile_note():
+    from toolchain.runners.tensorrt import profile_note
+
+    profile = {"min": [1, 3, 8, 8], "opt": [8, 3, 8, 8], "max": [64, 3, 8, 8]}
+    assert profile_note(8, profile) is None and profile_note(8, None) is None
+    assert profile_note(64, profile) == "timed at batch 64 with the profile tuned for batch 8 (min 1, max 64)"

@@ -178,11 +178,39 @@ def _lrn_call_order(model, example) -> list[str]:
     return order
 
 
+#: Node metadata_props key holding the qualified name of the PyTorch module a node came from.
+NODE_MODULE_KEY = "toolchain.module"
+
+
+def module_path(node) -> str | None:
+    """The PyTorch module qualified name of an exported node, from the dynamo exporter's name scopes.
+
+    ``pkg.torch.onnx.name_scopes`` is e.g. ``['', 'features', 'features.0', 'conv2d']``: the
+    module path, then the op. Nodes of the root module's own forward (e.g. a flatten) give None.
+    """
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == NODE_MODULE_KEY:
+            return prop.value or None
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            if isinstance(scopes, list) and len(scopes) >= 2 and scopes[-2]:
+                return str(scopes[-2])
+    return None
+
+
 def _postprocess(proto, *, lrn: str, call_order: list[str], dynamic_batch: bool) -> list[str]:
     graph = proto.graph
     del proto.metadata_props[:]
     for node in graph.node:
+        module = module_path(node)
         del node.metadata_props[:]  # exporter debug info with local file paths
+        if module:  # the PyTorch module that produced it: layer-wise parity pairs layers by it
+            node.metadata_props.add(key=NODE_MODULE_KEY, value=module)
     op_type = lrn_op.OP_TYPE if lrn == "plugin" else "LRN"
     domain = lrn_op.DOMAIN if lrn == "plugin" else ""
     lrn_nodes = [node for node in graph.node if node.op_type == op_type and node.domain == domain]

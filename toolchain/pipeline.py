@@ -275,7 +275,7 @@ class Pipeline:
         candidate = candidate_factory()
         with reference, candidate:
             report = run_parity(reference, candidate, images, batch_sizes=sizes, labels=labels,
-                                tolerances=load_tolerances(precision), precision=precision)
+                                tolerances=load_tolerances(precision), precision=precision, scale_to_range=True)
         source = f"{ckpt.meta.get('dataset')} validation split, {len(images)} images"
         report.inputs["source"] = source
         data = report.to_dict()
@@ -337,7 +337,7 @@ class Pipeline:
                           f"{manifest['build'].get('precision')}, TensorRT {manifest['environment'].get('tensorrt')}")
 
     def _benchmark(self, record: StepResult) -> None:
-        from toolchain.benchmark import TimingConfig, benchmark_from_sources
+        from toolchain.bench import TimingConfig, benchmark_from_sources
 
         c = self.config
         config = TimingConfig(warmup_iters=c.bench_warmup, window_iters=c.bench_window,
@@ -350,7 +350,8 @@ class Pipeline:
             native_engine=self.paths["engine_native"] if self.ran("engine-build-native") else None,
             plugin_library=self._plugin_library() if self.ran("engine-build") else None,
             batch_sizes=list(c.bench_batch_sizes), include_compile=c.include_compile, config=config,
-            out_dir=self.paths["benchmark"], force=c.force, console=self.console)
+            out_dir=self.paths["benchmark"], force=c.force, console=self.console, data_dir=c.data_dir,
+            parity_samples=c.parity_limit or 32)
         data = result.to_dict()
         self.state["benchmark"] = data
         record.outputs = {name: str(path) for name, path in paths.items()}
@@ -457,6 +458,8 @@ class Pipeline:
                      + f" --batch-sizes {','.join(map(str, c.bench_batch_sizes))} --warmup {c.bench_warmup}"
                      + (f" --window {c.bench_window}" if c.bench_window else "")
                      + f" --max-seconds {c.bench_max_seconds}" + (" --include-compile" if c.include_compile else "")
+                     + (f" --data-dir {_q(c.data_dir)}" if c.data_dir else "")
+                     + (f" --parity-samples {c.parity_limit}" if c.parity_limit else "")
                      + f" --out {_q(p['benchmark'])}{force}")
         self.step("benchmark", "time every backend available here", bench_cmd, self._benchmark, needs=("train",))
 

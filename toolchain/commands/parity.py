@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import click
 
+from toolchain.bench.backends import BACKEND_NAMES
 from toolchain.options import batch_sizes_callback
 
 
 
 
 @click.command("parity")
-@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True)
+@click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt", *BACKEND_NAMES]), default="onnxruntime",
+              show_default=True, help="The candidate: onnxruntime (CPU), tensorrt, or any benchmark backend "
+                                      "(the same runners the benchmark times).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False),
               help="ONNX file (the candidate for onnxruntime; its metadata describes the model).")
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine (the candidate for tensorrt).")
@@ -38,14 +41,22 @@ from toolchain.options import batch_sizes_callback
               help="JSON with tolerance fields, optionally {'outputs': {'logits': {...}}}.")
 @click.option("--device", default="cpu", show_default=True, help="Device of the eager reference.")
 @click.option("--fused-lrn", is_flag=True, help="The eager reference runs LRN through the fused op.")
+@click.option("--layerwise", is_flag=True,
+              help="Compare every layer's output (paired by PyTorch module name) and name the first that diverges "
+                   "(onnxruntime only).")
+@click.option("--layerwise-samples", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Inputs for --layerwise.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the full JSON report here.")
 @click.option("--force", is_flag=True, help="Overwrite --report if it exists.")
 def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, image_size, num_classes, in_channels,
            dataset, data_dir, limit, random_n, seed, batch_sizes, precision, atol, rtol, min_cosine,
-           min_top1_agreement, max_accuracy_drop, tolerances_file, device, fused_lrn, report, force):
+           min_top1_agreement, max_accuracy_drop, tolerances_file, device, fused_lrn, layerwise, layerwise_samples,
+           report, force):
     """Run the candidate backend and eager PyTorch on the same inputs; fail on any check.
 
-    Every check runs before the verdict; the exit code is 4 when any fails.
+    Every check runs before the verdict; the exit code is 4 when any fails. With
+    --layerwise, every layer is compared instead and the first divergent one is named
+    (``first_divergent`` in the report; exit code 4 when there is one).
     """
     from rich.console import Console
 
@@ -59,15 +70,33 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
         check_writable(report, force=force)
     if dataset and random_n:
         raise ToolchainError("--dataset and --random exclude each other")
-    if backend == "onnxruntime" and not onnx_path:
-        raise ToolchainError("--backend onnxruntime needs --onnx PATH")
-    if backend == "tensorrt" and not engine:
-        raise ToolchainError("--backend tensorrt needs --engine PATH")
+    if layerwise and not backend.startswith("onnxruntime"):
+        raise ToolchainError("--layerwise covers --backend onnxruntime only",
+                             hint="TensorRT engines expose their layers only when built with marked outputs")
+    if backend.startswith("onnxruntime") and not onnx_path:
+        raise ToolchainError(f"--backend {backend} needs --onnx PATH")
+    if backend.startswith("tensorrt") and not engine:
+        raise ToolchainError(f"--backend {backend} needs --engine PATH")
     onnx_meta = read_metadata(onnx_path) if onnx_path else {}
     ref = load_reference(checkpoint=checkpoint, variant=variant, onnx_meta=onnx_meta, image_size=image_size,
                          num_classes=num_classes, in_channels=in_channels)
     meta = {**onnx_meta, **ref.meta}  # the split and dataset come from the checkpoint when there is one
-    precision = precision or ("fp16" if backend == "tensorrt" else onnx_meta.get("dtype", "fp32"))
+    named = None
+    if backend in BACKEND_NAMES:  # one of the benchmark's runners, built by the benchmark's loader
+        import copy
+
+        from toolchain.bench.backends import make_backends
+        from toolchain.errors import MissingDependencyError
+
+        shape = (int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
+        (named,) = make_backends(model_factory=lambda: copy.deepcopy(ref.model), input_shape=shape, onnx=onnx_path,
+                                 engine=engine, native_engine=engine, plugin_library=plugin_library, names=[backend],
+                                 device="cuda" if device.startswith("cuda") else "cpu", include_compile=True)
+        if named.unavailable:
+            raise MissingDependencyError(f"{named.name} cannot run here: {named.unavailable}")
+    default = named.precision if named and not backend.startswith("onnxruntime") else \
+        "fp16" if backend == "tensorrt" else onnx_meta.get("dtype", "fp32")
+    precision = precision or default
     tolerances = load_tolerances(precision, file=tolerances_file, atol=atol, rtol=rtol, min_cosine=min_cosine,
                                  min_top1_agreement=min_top1_agreement, max_accuracy_drop=max_accuracy_drop)
 
@@ -80,16 +109,36 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
         inputs = random_inputs(random_n or 16, meta, seed=seed)
         source = f"seeded random inputs (seed {seed})"
 
-    if backend == "onnxruntime":
+    console = Console(stderr=False)
+    if layerwise:
+        from toolchain.layerwise import run_layerwise
+        from toolchain.parity import ParityError
+
+        result = run_layerwise(ref.model, onnx_path, inputs[:layerwise_samples], precision=precision)
+        data = {**result.to_dict(), "inputs": f"{min(len(inputs), layerwise_samples)} of {source}"}
+        if report:
+            write_json_atomic(report, data, force=force)
+        console.print(result.table())
+        if result.first_divergent is not None:
+            layer = next(x for x in result.layers if x["module"] == result.first_divergent)
+            raise ParityError(f"first divergent layer: {result.first_divergent} (error/range "
+                              f"{layer.get('error_over_range', float('nan')):.3g} > {layer.get('limit')})",
+                              hint="fix that module's export or weights" + (f"; report: {report}" if report else ""))
+        console.print(f"{len(result.layers)} layers compared on {data['inputs']}: [bold green]no divergent layer[/]"
+                      + (f"; report: {report}" if report else ""))
+        return
+    if named is not None:
+        candidate = named.make()
+    elif backend == "onnxruntime":
         candidate = make_runner("onnxruntime", path=onnx_path)
     else:
         options = {"plugin_library": plugin_library} if plugin_library else {}
         candidate = make_runner("tensorrt", engine_path=engine, **options)
     reference = TorchRunner(ref.model, device=device, fused_lrn=fused_lrn)
-    console = Console(stderr=False)
     with reference, candidate:
         result = run_parity(reference, candidate, inputs, batch_sizes=batch_sizes, labels=labels,
-                            tolerances=tolerances, precision=precision)
+                            tolerances=tolerances, precision=precision,
+                            scale_to_range=atol is None and tolerances_file is None)
     result.inputs["source"] = source
     if report:
         write_json_atomic(report, result.to_dict(), force=force)
