@@ -42,7 +42,9 @@ class TensorRTTimedRunner(Runner):
         self.engine_path = engine_path
         self.lrn = lrn
         self.cuda_graph = cuda_graph
-        self.plugin_library = plugin_library if lrn == "plugin" else None
+        from toolchain.trt.runtime import plugin_library_for_engine
+
+        self.plugin_library = plugin_library_for_engine(lrn, plugin_library)
         self.name = name or f"tensorrt-{lrn}{'-graph' if cuda_graph else ''}"
         self.precision = "fp16"
         lrn_text = "through the FusedLRN plugin" if lrn == "plugin" else "as the built-in ILRNLayer"
