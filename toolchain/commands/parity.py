@@ -27,13 +27,14 @@ from toolchain.options import batch_sizes_callback
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
 @click.option("--batch-sizes", default="1,32", show_default=True, callback=batch_sizes_callback,
               help="Comma-separated batch sizes; every input runs at each.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]),
-              help="Default tolerances (default: the ONNX dtype; fp16 for tensorrt).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Default tolerances (default: the ONNX's precision or dtype; the engine's for tensorrt).")
 @click.option("--atol", type=float)
 @click.option("--rtol", type=float)
 @click.option("--min-cosine", type=float)
 @click.option("--min-top1-agreement", type=float)
 @click.option("--max-accuracy-drop", type=float)
+@click.option("--range-atol", type=float, help="Extra allowed error, as a fraction of the reference's range.")
 @click.option("--tolerances", "tolerances_file", type=click.Path(dir_okay=False),
               help="JSON with tolerance fields, optionally {'outputs': {'logits': {...}}}.")
 @click.option("--device", default="cpu", show_default=True, help="Device of the eager reference.")
@@ -42,7 +43,7 @@ from toolchain.options import batch_sizes_callback
 @click.option("--force", is_flag=True, help="Overwrite --report if it exists.")
 def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, image_size, num_classes, in_channels,
            dataset, data_dir, limit, random_n, seed, batch_sizes, precision, atol, rtol, min_cosine,
-           min_top1_agreement, max_accuracy_drop, tolerances_file, device, fused_lrn, report, force):
+           min_top1_agreement, max_accuracy_drop, range_atol, tolerances_file, device, fused_lrn, report, force):
     """Run the candidate backend and eager PyTorch on the same inputs; fail on any check.
 
     Every check runs before the verdict; the exit code is 4 when any fails.
@@ -52,7 +53,8 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
     from toolchain.errors import ToolchainError
     from toolchain.export import read_metadata
     from toolchain.io import check_writable, write_json_atomic
-    from toolchain.parity import dataset_inputs, load_reference, load_tolerances, random_inputs, run_parity
+    from toolchain.parity import (dataset_inputs, default_precision, load_reference, load_tolerances, random_inputs,
+                                  run_parity)
     from toolchain.runners import TorchRunner, make_runner
 
     if report:
@@ -67,9 +69,16 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
     ref = load_reference(checkpoint=checkpoint, variant=variant, onnx_meta=onnx_meta, image_size=image_size,
                          num_classes=num_classes, in_channels=in_channels)
     meta = {**onnx_meta, **ref.meta}  # the split and dataset come from the checkpoint when there is one
-    precision = precision or ("fp16" if backend == "tensorrt" else onnx_meta.get("dtype", "fp32"))
+    if precision is None:
+        manifest = None
+        if backend == "tensorrt":
+            from toolchain.trt.manifest import manifest_path, read_manifest
+
+            manifest = read_manifest(engine) if manifest_path(engine).is_file() else None
+        precision = default_precision(backend, onnx_meta, manifest)
     tolerances = load_tolerances(precision, file=tolerances_file, atol=atol, rtol=rtol, min_cosine=min_cosine,
-                                 min_top1_agreement=min_top1_agreement, max_accuracy_drop=max_accuracy_drop)
+                                 min_top1_agreement=min_top1_agreement, max_accuracy_drop=max_accuracy_drop,
+                                 range_atol=range_atol)
 
     labels = None
     dataset = dataset or (None if random_n else meta.get("dataset"))
