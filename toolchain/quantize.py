@@ -195,7 +195,8 @@ def calibration_inputs(meta: dict, *, dataset: str | None = None, samples: int =
                                      hint=exc.hint) from None
     except ToolchainError as exc:
         raise ToolchainError(f"cannot load calibration dataset {spec!r}: {exc.message}",
-                             hint=exc.hint or "pass --calibration DATASET") from None
+                             hint=(f"{exc.hint}, " if exc.hint else "")
+                             + "or pass --calibration DATASET to calibrate on another training split") from None
     except (OSError, RuntimeError) as exc:  # torchvision: files missing and download=False
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise MissingDependencyError(f"cannot load calibration dataset {spec!r}: {first}",
