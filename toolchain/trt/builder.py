@@ -8,6 +8,9 @@ override flag, check that the plugin (not the model-local function) took every
 FusedLRN node, build with a persistent timing cache and DETAILED profiling
 verbosity, and write the engine, its layer information and its manifest, each
 atomically. Only :func:`_build_with_tensorrt` and its helpers touch TensorRT.
+
+A Q/DQ ONNX (``toolchain quantize``) is explicit quantization: ``inspect_onnx`` counts
+its Q/DQ nodes and :func:`toolchain.trt.compat.plan_precision` plans an INT8 engine.
 """
 
 from __future__ import annotations
