@@ -99,7 +99,7 @@ def test_quantized_file_meets_the_int8_contract(quantized):
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["toolchain.checkpoint_sha256"] == quantized["ckpt"].sha256
     assert meta["toolchain.precision"] == "int8" and meta["toolchain.quant_method"] == "minmax"
-    assert meta["toolchain.quant_samples"] == str(SAMPLES)
+    assert meta["toolchain.quant_samples"] == str(SAMPLES) and meta["toolchain.quant_target"] == "tensorrt"
     assert meta["toolchain.quant_library"] == "onnxruntime.quantization.quantize_static"
     assert meta["toolchain.quant_library_version"] == f"onnxruntime {onnxruntime.__version__}"
     assert meta["toolchain.quant_calibration"].startswith("synthetic training split")
@@ -151,6 +151,49 @@ def test_a_coarser_quantization_fails_int8_parity(quantized, tmp_path):
                             tolerances=load_tolerances("int8"), precision="int8")
     assert not report.passed
     assert {c.name for c in report.comparisons[0].failed} >= {"allclose"}
+
+
+@pytest.mark.slow
+def test_onnxruntime_target_quantizes_outputs_and_biases_and_is_refused_by_the_builder(quantized):
+    """--target onnxruntime: the placement ONNX Runtime's CPU kernels fuse (QLinearConv); TensorRT cannot parse it."""
+    import onnx
+
+    from toolchain.parity import dataset_inputs, load_tolerances, run_parity
+    from toolchain.quantize import quantize_checkpoint
+    from toolchain.runners import OnnxRuntimeRunner, TorchRunner
+    from toolchain.trt.builder import inspect_onnx, plan_build
+    from toolchain.trt.compat import BuildOptions
+
+    out = quantized["root"] / "model.int8-ort.onnx"
+    result = quantize_checkpoint(quantized["checkpoint"], out, onnx_path=quantized["fp32"], samples=SAMPLES,
+                                 target="onnxruntime")
+    assert result.summary.ok and len(result.summary.quantized_ops) == 8 and len(result.summary.fused_lrn) == 2
+    assert result.summary.int32_bias_dq == 8 and result.metadata["toolchain.quant_target"] == "onnxruntime"
+    model = onnx.load(str(out))
+    consumers = {name: node for node in model.graph.node for name in node.input}
+    for node in model.graph.node:
+        if node.op_type == "Conv":  # quantized outputs, as QLinearConv needs
+            assert consumers[node.output[0]].op_type == "QuantizeLinear", node.name
+    ckpt = quantized["ckpt"]
+    images, labels = dataset_inputs("synthetic", ckpt.meta)
+    with TorchRunner(ckpt.model) as reference, OnnxRuntimeRunner(out) as candidate:
+        report = run_parity(reference, candidate, images, batch_sizes=[32], labels=labels,
+                            tolerances=load_tolerances("int8"), precision="int8")
+    assert report.passed, report.failures()
+    with pytest.raises(ToolchainError, match="--target tensorrt"):
+        plan_build(inspect_onnx(out), BuildOptions(), "10.16.0")
+
+
+def test_quantize_options_per_target():
+    from toolchain.quantize import quantize_options
+
+    trt = quantize_options("tensorrt")
+    assert trt["ActivationSymmetric"] and trt["WeightSymmetric"] and trt["QuantizeBias"] is False
+    assert trt["OpTypesToExcludeOutputQuantization"] == ["Conv", "Gemm"]
+    ort = quantize_options("onnxruntime")
+    assert ort == {"ActivationSymmetric": True, "WeightSymmetric": True}
+    with pytest.raises(ToolchainError, match="unknown quantization target"):
+        quantize_options("tpu")
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 Library: ONNX Runtime's ``quantize_static`` in QDQ format (``onnxruntime`` is
 already a dependency; ModelOpt would add a CUDA-oriented package for the same
-QDQ output). Settings, chosen for TensorRT's explicit quantization:
+QDQ output). Settings for the default ``target="tensorrt"`` (TensorRT's explicit
+quantization):
 
 * INT8 activations and weights, both symmetric (zero point 0, which TensorRT
   requires), weights per output channel (``per_channel=True``, axis 0 for Conv
@@ -15,6 +16,11 @@ QDQ output). Settings, chosen for TensorRT's explicit quantization:
 * ``FusedLRN`` nodes are not in the quantized op list, so they keep their
   attributes and float I/O (between a Relu and a MaxPool -> Q/DQ -> Conv), and
   the model-local function stays: ONNX Runtime runs the file unchanged.
+
+``target="onnxruntime"`` keeps ``quantize_static``'s own placement instead: Q/DQ on
+Conv/Gemm outputs too and INT32 biases, which ONNX Runtime's CPU provider fuses into
+QLinearConv/QGemm (faster than FP32 there; the TensorRT layout runs as DQ + float
+Conv in ONNX Runtime, slower than FP32). TensorRT cannot parse that file.
 
 Calibration uses the *training* split of the checkpoint's dataset (the same
 seeded split as training, evaluation preprocessing), never the validation split
@@ -36,6 +42,8 @@ from toolchain import lrn_op
 from toolchain.errors import MissingDependencyError, ToolchainError
 
 METHODS = ("minmax", "percentile", "entropy")
+TARGETS = ("tensorrt", "onnxruntime")
+DEFAULT_TARGET = "tensorrt"
 DEFAULT_METHOD = "minmax"
 DEFAULT_SAMPLES = 256
 #: Fewer images than this give ranges (and histograms) too noisy to trust.
@@ -61,6 +69,7 @@ class QDQSummary:
     quantize_nodes: int = 0
     dequantize_nodes: int = 0
     quantized_ops: list[str] = field(default_factory=list)      # Conv/Gemm fed by DQ on data and weights
+    int32_bias_dq: int = 0                                       # DQ of INT32 biases (target onnxruntime)
     fused_lrn: dict[str, dict] = field(default_factory=dict)     # node name -> attributes
     local_functions: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -71,6 +80,7 @@ class QDQSummary:
 
     def to_dict(self) -> dict:
         return {"quantize_nodes": self.quantize_nodes, "dequantize_nodes": self.dequantize_nodes,
+                "int32_bias_dq": self.int32_bias_dq,
                 "quantized_ops": self.quantized_ops, "fused_lrn": self.fused_lrn,
                 "local_functions": self.local_functions, "problems": self.problems}
 
@@ -86,8 +96,9 @@ def check_qdq(model, *, expected_lrn: dict[str, dict] | None = None) -> QDQSumma
     """Check a Q/DQ ModelProto (pure: no ONNX Runtime). ``expected_lrn``: FusedLRN attributes of the source.
 
     Every Conv/Gemm takes data and weights from DequantizeLinear; every Q/DQ has an
-    INT8 zero point of 0; weight DQs are per output channel; FusedLRN nodes and the
-    local function are present (with the source's attributes when given).
+    INT8 zero point of 0 (INT32 for the DQ of an INT32 bias); weight DQs are per output
+    channel; FusedLRN nodes and the local function are present (with the source's
+    attributes when given).
     """
     import numpy as np
     from onnx import TensorProto, numpy_helper
@@ -103,12 +114,15 @@ def check_qdq(model, *, expected_lrn: dict[str, dict] | None = None) -> QDQSumma
             else:
                 summary.dequantize_nodes += 1
             zero = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            if zero is None:
+            source = inits.get(node.input[0])
+            bias = node.op_type == "DequantizeLinear" and source is not None and source.data_type == TensorProto.INT32
+            summary.int32_bias_dq += bias
+            if zero is None and not bias:
                 summary.problems.append(f"{node.name}: no zero-point initializer (type defaults to UINT8)")
-            elif zero.data_type != TensorProto.INT8:
+            elif zero is not None and zero.data_type != (TensorProto.INT32 if bias else TensorProto.INT8):
                 summary.problems.append(f"{node.name}: zero point is {TensorProto.DataType.Name(zero.data_type)}, "
                                         "not INT8")
-            elif np.any(numpy_helper.to_array(zero) != 0):
+            elif zero is not None and np.any(numpy_helper.to_array(zero) != 0):
                 summary.problems.append(f"{node.name}: zero point is not 0 (asymmetric)")
         elif node.op_type == lrn_op.OP_TYPE and node.domain == lrn_op.DOMAIN:
             summary.fused_lrn[node.name] = _attributes(node)
@@ -267,6 +281,16 @@ def _calibration_method(method: str):
             "entropy": CalibrationMethod.Entropy}[method]
 
 
+def quantize_options(target: str) -> dict:
+    """``quantize_static``'s ``extra_options`` for a consumer (see the module docstring)."""
+    if target not in TARGETS:
+        raise ToolchainError(f"unknown quantization target {target!r}", hint=f"choose {', '.join(TARGETS)}")
+    options = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    if target == "tensorrt":
+        options.update({"QuantizeBias": False, "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)})
+    return options
+
+
 def check_source_onnx(model, *, checkpoint_sha256: str | None = None) -> dict:
     """An FP32 FusedLRN export of this checkpoint; refuse FP16, already-quantized or foreign files."""
     from toolchain.export import read_metadata
@@ -286,7 +310,8 @@ def check_source_onnx(model, *, checkpoint_sha256: str | None = None) -> dict:
 
 
 def quantize_model(source_onnx, inputs, output, *, method: str = DEFAULT_METHOD, calibration: str = "",
-                   force: bool = False, batch_size: int = CALIBRATION_BATCH) -> QuantizeResult:
+                   target: str = DEFAULT_TARGET, force: bool = False,
+                   batch_size: int = CALIBRATION_BATCH) -> QuantizeResult:
     """Quantize the FP32 ONNX file ``source_onnx`` with ``inputs`` (N, C, H, W) and write ``output`` atomically."""
     import time
 
@@ -300,6 +325,7 @@ def quantize_model(source_onnx, inputs, output, *, method: str = DEFAULT_METHOD,
     check_writable(output, force=force)
     check_samples(len(inputs))
     calibrate_method = _calibration_method(method)
+    extra_options = quantize_options(target)
     source = load_onnx(source_onnx)
     check_source_onnx(source)
     expected_lrn = {n.name: _attributes(n) for n in source.graph.node
@@ -325,9 +351,7 @@ def quantize_model(source_onnx, inputs, output, *, method: str = DEFAULT_METHOD,
         quantize_static(
             str(source_onnx), str(quantized_path), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8, calibrate_method=calibrate_method,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                           "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)}, **options)
+            weight_type=QuantType.QInt8, calibrate_method=calibrate_method, extra_options=extra_options, **options)
         model = onnx.load(str(quantized_path))
     seconds = time.perf_counter() - started
 
@@ -335,6 +359,7 @@ def quantize_model(source_onnx, inputs, output, *, method: str = DEFAULT_METHOD,
     props.update({
         META_PREFIX + "precision": "int8",
         META_PREFIX + "quant_format": "QDQ",
+        META_PREFIX + "quant_target": target,
         META_PREFIX + "quant_scheme": "int8 symmetric (zero point 0); weights per channel, activations per tensor",
         META_PREFIX + "quant_method": method,
         META_PREFIX + "quant_samples": str(len(inputs)),
@@ -380,7 +405,7 @@ def _smoke_run(model, batch, input_name: str) -> None:
 
 def quantize_checkpoint(checkpoint, output, *, onnx_path=None, calibration: str | None = None,
                         samples: int = DEFAULT_SAMPLES, method: str = DEFAULT_METHOD, data_dir=None, seed: int = 0,
-                        force: bool = False) -> QuantizeResult:
+                        target: str = DEFAULT_TARGET, force: bool = False) -> QuantizeResult:
     """Checkpoint (and optionally its FP32 export) -> calibrated INT8 Q/DQ ONNX at ``output``.
 
     Everything the user can get wrong (output exists, checkpoint, dataset, samples,
@@ -392,6 +417,7 @@ def quantize_checkpoint(checkpoint, output, *, onnx_path=None, calibration: str 
 
     check_writable(output, force=force)
     _calibration_method(method)
+    quantize_options(target)
     check_samples(samples)
     ckpt = load_checkpoint(checkpoint)
     if onnx_path is not None:
@@ -399,11 +425,13 @@ def quantize_checkpoint(checkpoint, output, *, onnx_path=None, calibration: str 
     inputs, description = calibration_inputs(ckpt.meta, dataset=calibration, samples=samples, data_dir=data_dir,
                                              seed=seed)
     if onnx_path is not None:
-        return quantize_model(onnx_path, inputs, output, method=method, calibration=description, force=force)
+        return quantize_model(onnx_path, inputs, output, method=method, calibration=description, target=target,
+                              force=force)
     with tempfile.TemporaryDirectory(prefix="toolchain-quantize-") as tmp:
         fp32 = Path(tmp) / "model.fp32.onnx"
         export_model(ckpt.model, ckpt.meta, checkpoint_sha256=ckpt.sha256, output=fp32)
-        return quantize_model(fp32, inputs, output, method=method, calibration=description, force=force)
+        return quantize_model(fp32, inputs, output, method=method, calibration=description, target=target,
+                              force=force)
 
 
 def read_quant_metadata(model) -> dict:

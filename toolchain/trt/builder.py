@@ -33,7 +33,7 @@ from toolchain.trt.compat import BuildOptions, PrecisionPlan, Profile
 #: ONNX metadata keys copied into the manifest's "model" section (JSON-decoded).
 MODEL_METADATA_KEYS = ("variant", "classes", "num_classes", "image_size", "in_channels", "mean", "std",
                        "checkpoint_sha256", "version", "dtype", "fp16_io", "lrn", "dataset", "precision",
-                       "quant_method", "quant_samples", "quant_library_version")
+                       "quant_method", "quant_samples", "quant_target", "quant_library_version")
 
 
 # --------------------------------------------------------------------------- ONNX facts (onnx, no TensorRT)
@@ -55,6 +55,7 @@ class OnnxInfo:
     native_lrn_nodes: int
     local_functions: list[str]     # "domain:name" of model-local functions
     qdq_nodes: int = 0             # QuantizeLinear + DequantizeLinear nodes: explicit quantization
+    int32_dq_nodes: int = 0        # DequantizeLinear of INT32 initializers (biases), which the parser refuses
 
     def model_section(self) -> dict:
         out = {}
@@ -90,6 +91,8 @@ def inspect_onnx(path: str | os.PathLike) -> OnnxInfo:
         dims.append(dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None))
     fused, no_namespace, native = [], [], 0
     qdq = sum(1 for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    int32_inits = {init.name for init in graph.initializer if init.data_type == onnx.TensorProto.INT32}
+    int32_dq = sum(1 for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] in int32_inits)
     for index, node in enumerate(graph.node):
         if node.op_type == lrn_op.OP_TYPE:
             name = node.name or f"{lrn_op.OP_TYPE}_{index}"
@@ -108,7 +111,8 @@ def inspect_onnx(path: str | os.PathLike) -> OnnxInfo:
                     lrn=metadata.get("toolchain.lrn"), input_names=[v.name for v in inputs], input_dims=dims,
                     output_names=[v.name for v in graph.output], fused_lrn_nodes=fused,
                     nodes_without_namespace=no_namespace, native_lrn_nodes=native,
-                    local_functions=[f"{f.domain}:{f.name}" for f in model.functions], qdq_nodes=qdq)
+                    local_functions=[f"{f.domain}:{f.name}" for f in model.functions], qdq_nodes=qdq,
+                    int32_dq_nodes=int32_dq)
 
 
 # --------------------------------------------------------------------------- the plan (pure)
@@ -137,6 +141,10 @@ def plan_build(info: OnnxInfo, options: BuildOptions, tensorrt_version: str) -> 
     if info.metadata.get("toolchain.precision") == "int8" and not info.qdq_nodes:
         raise ToolchainError(f"{info.path} says it is INT8 but has no QuantizeLinear/DequantizeLinear nodes",
                              hint="quantize it again with `toolchain quantize`")
+    if info.int32_dq_nodes:
+        raise ToolchainError(f"{info.path} dequantizes {info.int32_dq_nodes} INT32 tensor(s) (biases quantized for "
+                             "ONNX Runtime), which TensorRT's ONNX parser refuses",
+                             hint="quantize with `toolchain quantize --target tensorrt`")
     precision = compat.plan_precision(info.dtype, tensorrt_version, allow_fp32=options.allow_fp32,
                                       quantized=info.qdq_nodes > 0)
     profile = compat.resolve_profile(info.input_dims, info.metadata, options)
