@@ -204,9 +204,13 @@ def calibration_inputs(meta: dict, *, dataset: str | None = None, samples: int =
                               data_dir=data_dir, seed=int(split.get("seed", 0)),
                               val_fraction=float(split.get("val_fraction", 0.2)), mean=meta.get("mean"),
                               std=meta.get("std"), download=False)
-    except MissingDependencyError as exc:
-        raise MissingDependencyError(f"cannot load calibration dataset {spec!r}: {exc.message}",
-                                     hint=exc.hint) from None
+    except MissingDependencyError:  # torchvision's files are not there (quantize never downloads)
+        from toolchain.data import default_data_dir
+
+        where = data_dir or default_data_dir()
+        raise MissingDependencyError(f"cannot load calibration dataset {spec!r}: its files are not under {where}",
+                                     hint=f"download them once (e.g. `toolchain train --dataset {spec}`), pass "
+                                     "--data-dir, or calibrate on another training split with --calibration") from None
     except ToolchainError as exc:
         raise ToolchainError(f"cannot load calibration dataset {spec!r}: {exc.message}",
                              hint=(f"{exc.hint}, " if exc.hint else "")
