@@ -205,7 +205,8 @@ def compare_outputs(reference, candidate, tolerances: Tolerances, *, name: str =
     checks.append(Check("allclose", not over.any() and bad == 0, float(over.sum()), 0.0,
                         f"{int(over.sum())} of {diff.size} elements exceed atol={tolerances.atol:g} + "
                         f"rtol={tolerances.rtol:g}*|ref|"
-                        + (f" + range_atol={tolerances.range_atol:g}*range ({span:.3g})" if tolerances.range_atol else "")
+                        + (f" + range_atol={tolerances.range_atol:g}*range ({span:.3g})"
+                           if tolerances.range_atol else "")
                         + f" (max abs error {metrics['max_abs_error']:.3g}"
                         + (f", worst excess {worst:.3g})" if over.any() else ")")))
 

@@ -144,7 +144,8 @@ class Pipeline:
             "train": self.out / "train", "checkpoint": self.out / "train" / "model.safetensors",
             "onnx_fp32": self.out / "onnx" / "model-fp32.onnx", "onnx_fp16": self.out / "onnx" / "model-fp16.onnx",
             "onnx_native": self.out / "onnx" / "model-fp16-native.onnx",
-            "onnx_int8": self.out / "onnx" / "model-int8.onnx", "engine_int8": self.out / "engines" / "model-int8.engine",
+            "onnx_int8": self.out / "onnx" / "model-int8.onnx",
+            "engine_int8": self.out / "engines" / "model-int8.engine",
             "engine": self.out / "engines" / "model-fp16.engine",
             "engine_native": self.out / "engines" / "model-fp16-native.engine",
             "timing_cache": self.out / "engines" / "timing.cache", "parity": self.out / "parity",
@@ -253,9 +254,9 @@ class Pipeline:
         from toolchain.quantize import quantize_checkpoint
 
         c = self.config
-        result = quantize_checkpoint(self.paths["checkpoint"], self.paths["onnx_int8"], onnx_path=self.paths["onnx_fp32"],
-                                     samples=c.quant_samples, method=c.quant_method, data_dir=c.data_dir,
-                                     force=c.force)
+        result = quantize_checkpoint(self.paths["checkpoint"], self.paths["onnx_int8"],
+                                     onnx_path=self.paths["onnx_fp32"], samples=c.quant_samples,
+                                     method=c.quant_method, data_dir=c.data_dir, force=c.force)
         record.outputs = {"onnx": str(result.path)}
         record.details = {"qdq": result.summary.to_dict(),
                           "metadata": {k: v for k, v in result.metadata.items() if k.startswith("toolchain.quant_")}}
