@@ -42,7 +42,7 @@ def quantize(checkpoint, onnx_path, output, calibration, data_dir, samples, meth
     meta = result.metadata
     click.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB) in {result.seconds:.1f} s: "
                f"{len(s.quantized_ops)} Conv/Gemm on INT8 Q/DQ ({s.quantize_nodes} Q, {s.dequantize_nodes} DQ, "
-               f"zero point 0, per-channel weights), {len(s.fused_lrn)} FusedLRN kept; "
-               f"for {meta['toolchain.quant_target']}; {meta['toolchain.quant_method']} calibration on "
+               f"zero point 0, per-channel weights), {len(s.fused_lrn)} FusedLRN kept, for "
+               f"{meta['toolchain.quant_target']}; {meta['toolchain.quant_method']} calibration on "
                f"{meta['toolchain.quant_calibration']}; "
                "checker passed, ONNX Runtime CPU ran it")
