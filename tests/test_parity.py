@@ -164,7 +164,7 @@ def test_tolerances_file_and_overrides(tmp_path):
     with pytest.raises(ToolchainError, match="non-negative"):
         load_tolerances("fp32", atol=-1.0)
     with pytest.raises(ToolchainError, match="unknown precision"):
-        load_tolerances("int8")
+        load_tolerances("fp8")
     assert isinstance(FP32, Tolerances)
 
 

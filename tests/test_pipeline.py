@@ -10,7 +10,8 @@ from tests.helpers import assert_one_line_error, run_cli
 from toolchain.errors import ToolchainError
 from toolchain.pipeline import STEP_NAMES, Pipeline, PipelineConfig, PipelineError, cuda_reason, raise_if_failed
 
-GPU_STEPS = ("engine-build", "engine-build-native", "parity-tensorrt", "parity-tensorrt-native")
+GPU_STEPS = ("engine-build", "engine-build-native", "engine-build-int8", "parity-tensorrt", "parity-tensorrt-native",
+             "parity-tensorrt-int8")
 
 
 def test_refuses_non_empty_run_folder(tmp_path):
@@ -103,8 +104,12 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
     record = json.loads((run / "pipeline.json").read_text())
     steps = {s["name"]: s for s in record["steps"]}
     for name in ("train", "export-fp32", "export-fp16", "export-fp16-native", "parity-onnxruntime",
-                 "parity-onnxruntime-fp16", "benchmark"):
+                 "parity-onnxruntime-fp16", "quantize-int8", "parity-onnxruntime-int8", "benchmark"):
         assert steps[name]["status"] == "ran", (name, steps[name])
+    int8 = steps["parity-onnxruntime-int8"]["details"]["report"]
+    assert int8["passed"] and int8["precision"] == "int8"
+    assert steps["quantize-int8"]["details"]["qdq"]["problems"] == []
+    assert steps["quantize-int8"]["command"].startswith("toolchain quantize --checkpoint ")
     assert steps["plugin-build"]["reason"] == "skipped by --skip"
     parity = steps["parity-onnxruntime"]["details"]["report"]
     assert parity["passed"] and parity["precision"] == "fp32"
@@ -115,7 +120,7 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
             assert steps[name]["status"] == "skipped", name
             assert steps[name]["command"].startswith(("toolchain build ", "toolchain parity --backend tensorrt"))
         assert "CUDA" in steps["engine-build"]["reason"] or "TensorRT" in steps["engine-build"]["reason"]
-    for name in ("model-fp32.onnx", "model-fp16.onnx", "model-fp16-native.onnx"):
+    for name in ("model-fp32.onnx", "model-fp16.onnx", "model-fp16-native.onnx", "model-int8.onnx"):
         assert (run / "onnx" / name).stat().st_size > 0
     bench = json.loads((run / "benchmark" / "benchmark.json").read_text())
     assert {m["backend"] for m in bench["measurements"]} >= {"eager-fp32", "onnxruntime-cpu"}

@@ -21,6 +21,7 @@ COMMANDS = {
     "train": ("toolchain.commands.train", "train", "Train a variant with the paper's recipe."),
     "evaluate": ("toolchain.commands.evaluate", "evaluate", "Top-1/top-5 of a checkpoint on a dataset."),
     "export": ("toolchain.commands.export", "export", "Export to ONNX with LRN as the plugin's custom op."),
+    "quantize": ("toolchain.commands.quantize", "quantize", "Calibrate an INT8 Q/DQ ONNX (ONNX Runtime quantize_static)."),
     "parity": ("toolchain.commands.parity", "parity", "Compare a backend with eager PyTorch on the same inputs."),
     "plugin": ("toolchain.commands.plugin", "plugin", "Build and locate the LRN kernel and TensorRT plugin libraries."),
     "build": ("toolchain.commands.build", "build", "Build an FP16 TensorRT engine through the LRN plugin."),

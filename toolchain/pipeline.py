@@ -3,9 +3,11 @@
 One run folder holds everything::
 
     RUN/train/            checkpoint (model.safetensors + model.json), history
-    RUN/onnx/             model-fp32.onnx, model-fp16.onnx (plugin LRN), model-fp16-native.onnx
+    RUN/onnx/             model-fp32.onnx, model-fp16.onnx (plugin LRN), model-fp16-native.onnx,
+                          model-int8.onnx (calibrated Q/DQ from model-fp32.onnx)
     RUN/parity/           one JSON report per parity check
-    RUN/engines/          model-fp16.engine, model-fp16-native.engine (+ manifests, layer info), timing cache
+    RUN/engines/          model-fp16.engine, model-fp16-native.engine, model-int8.engine (+ manifests, layer
+                          info), timing cache
     RUN/benchmark/        benchmark.json, benchmark.md, latency.png, throughput.png
     RUN/REPORT.md         the summary; RUN/pipeline.json: every step's record
 
@@ -53,6 +55,8 @@ class PipelineConfig:
     data_dir: str | None = None
     parity_batch_sizes: tuple[int, ...] = (1, 32)
     parity_limit: int | None = None    # None: the whole validation split
+    quant_samples: int = 256           # INT8 calibration images (training split)
+    quant_method: str = "minmax"
     bench_batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
     bench_max_seconds: float = 5.0
     bench_warmup: int = 10
@@ -80,8 +84,9 @@ class StepResult:
 
 
 STEP_NAMES = ("train", "export-fp32", "export-fp16", "export-fp16-native", "parity-onnxruntime",
-              "parity-onnxruntime-fp16", "plugin-build", "engine-build", "engine-build-native", "parity-tensorrt",
-              "parity-tensorrt-native", "benchmark")
+              "parity-onnxruntime-fp16", "quantize-int8", "parity-onnxruntime-int8", "plugin-build", "engine-build",
+              "engine-build-native", "engine-build-int8", "parity-tensorrt", "parity-tensorrt-native",
+              "parity-tensorrt-int8", "benchmark")
 
 
 def _q(value) -> str:
@@ -139,6 +144,8 @@ class Pipeline:
             "train": self.out / "train", "checkpoint": self.out / "train" / "model.safetensors",
             "onnx_fp32": self.out / "onnx" / "model-fp32.onnx", "onnx_fp16": self.out / "onnx" / "model-fp16.onnx",
             "onnx_native": self.out / "onnx" / "model-fp16-native.onnx",
+            "onnx_int8": self.out / "onnx" / "model-int8.onnx",
+            "engine_int8": self.out / "engines" / "model-int8.engine",
             "engine": self.out / "engines" / "model-fp16.engine",
             "engine_native": self.out / "engines" / "model-fp16-native.engine",
             "timing_cache": self.out / "engines" / "timing.cache", "parity": self.out / "parity",
@@ -242,6 +249,21 @@ class Pipeline:
                           "sha256": sha256_file(result.path), "export_seconds": round(result.seconds, 2)}
         record.summary = (f"{result.path.name}: {result.path.stat().st_size / 1e6:.1f} MB, {len(result.lrn_nodes)} "
                           f"{'FusedLRN' if lrn == 'plugin' else 'LRN'} node(s)")
+
+    def _quantize(self, record: StepResult) -> None:
+        from toolchain.quantize import quantize_checkpoint
+
+        c = self.config
+        result = quantize_checkpoint(self.paths["checkpoint"], self.paths["onnx_int8"],
+                                     onnx_path=self.paths["onnx_fp32"], samples=c.quant_samples,
+                                     method=c.quant_method, data_dir=c.data_dir, force=c.force)
+        record.outputs = {"onnx": str(result.path)}
+        record.details = {"qdq": result.summary.to_dict(),
+                          "metadata": {k: v for k, v in result.metadata.items() if k.startswith("toolchain.quant_")}}
+        record.summary = (f"{result.path.name}: {result.path.stat().st_size / 1e6:.1f} MB, "
+                          f"{len(result.summary.quantized_ops)} Conv/Gemm on INT8 Q/DQ, "
+                          f"{len(result.summary.fused_lrn)} FusedLRN kept, {c.quant_method} calibration on "
+                          f"{result.metadata.get('toolchain.quant_calibration')}")
 
     def _native_reason(self) -> str | None:
         from toolchain.export import check_native
@@ -415,6 +437,19 @@ class Pipeline:
                           r, candidate_factory=lambda: OnnxRuntimeRunner(p[k]), precision=pr, report_name=rep),
                       needs=("train", export_step))
 
+        self.step("quantize-int8", "calibrate an INT8 Q/DQ ONNX (ONNX Runtime quantize_static, training split)",
+                  f"toolchain quantize --checkpoint {ckpt} --onnx {_q(p['onnx_fp32'])} -o {_q(p['onnx_int8'])}"
+                  f" --samples {c.quant_samples} --method {c.quant_method}"
+                  + (f" --data-dir {_q(c.data_dir)}" if c.data_dir else "") + force,
+                  self._quantize, needs=("train", "export-fp32"))
+        self.step("parity-onnxruntime-int8", "ONNX Runtime CPU INT8 vs eager PyTorch (INT8 tolerances)",
+                  f"toolchain parity --backend onnxruntime --onnx {_q(p['onnx_int8'])} --checkpoint {ckpt}"
+                  f" --batch-sizes {sizes}{limit} --precision int8"
+                  f" --report {_q(p['parity'] / 'onnxruntime-int8.json')}{force}",
+                  lambda r: self._parity(r, candidate_factory=lambda: OnnxRuntimeRunner(p["onnx_int8"]),
+                                         precision="int8", report_name="onnxruntime-int8.json"),
+                  needs=("train", "quantize-int8"))
+
         self.step("plugin-build", "build the LRN kernel and TensorRT plugin libraries",
                   f"toolchain plugin build --build-dir {_q(c.plugin_build_dir)}"
                   + (f" --cuda-archs {_q(c.cuda_archs)}" if c.cuda_archs else ""),
@@ -423,32 +458,34 @@ class Pipeline:
         max_batch = self._engine_max_batch()
         for name, onnx_key, engine_key, lrn, export_step in (
                 ("engine-build", "onnx_fp16", "engine", "plugin", "export-fp16"),
-                ("engine-build-native", "onnx_native", "engine_native", "native", "export-fp16-native")):
+                ("engine-build-native", "onnx_native", "engine_native", "native", "export-fp16-native"),
+                ("engine-build-int8", "onnx_int8", "engine_int8", "plugin", "quantize-int8")):
             plugin = self._plugin_library() if lrn == "plugin" else None
             cmd = (f"toolchain build {_q(p[onnx_key])} -o {_q(p[engine_key])}"
                    + (f" --plugin {_q(plugin)}" if plugin else "") + (" --lrn native" if lrn == "native" else "")
                    + f" --max-batch {max_batch} --timing-cache {_q(p['timing_cache'])}{force}")
-            self.step(name, f"build the FP16 TensorRT engine ({'FusedLRN plugin' if lrn == 'plugin' else 'native LRN'})",
+            kind = "INT8" if engine_key == "engine_int8" else "FP16"
+            self.step(name, f"build the {kind} TensorRT engine ({'FusedLRN plugin' if lrn == 'plugin' else 'native LRN'})",
                       cmd, lambda r, o=onnx_key, e=engine_key, l=lrn: self._build_engine(r, onnx_key=o, engine_key=e,
                                                                                       lrn=l),
                       needs=(export_step,), requires=lambda l=lrn: self._engine_reason(plugin=l == "plugin"))
 
-        for name, engine_key, build_step, report in (("parity-tensorrt", "engine", "engine-build",
-                                                      "tensorrt-plugin.json"),
-                                                     ("parity-tensorrt-native", "engine_native", "engine-build-native",
-                                                      "tensorrt-native.json")):
+        for name, engine_key, build_step, report, precision in (
+                ("parity-tensorrt", "engine", "engine-build", "tensorrt-plugin.json", "fp16"),
+                ("parity-tensorrt-native", "engine_native", "engine-build-native", "tensorrt-native.json", "fp16"),
+                ("parity-tensorrt-int8", "engine_int8", "engine-build-int8", "tensorrt-int8.json", "int8")):
             cmd = (f"toolchain parity --backend tensorrt --engine {_q(p[engine_key])} --checkpoint {ckpt}"
-                   f" --batch-sizes {sizes}{limit} --precision fp16 --report {_q(p['parity'] / report)}{force}")
+                   f" --batch-sizes {sizes}{limit} --precision {precision} --report {_q(p['parity'] / report)}{force}")
 
             def candidate(e=engine_key, build=build_step):
                 from toolchain.runners import make_runner
 
-                plugin = self._plugin_library() if build == "engine-build" else None
+                plugin = self._plugin_library() if build in ("engine-build", "engine-build-int8") else None
                 return make_runner("tensorrt", engine_path=p[e], **({"plugin_library": plugin} if plugin else {}))
 
-            self.step(name, "TensorRT FP16 vs eager PyTorch on the validation split", cmd,
-                      lambda r, f=candidate, rep=report: self._parity(r, candidate_factory=f, precision="fp16",
-                                                                      report_name=rep, max_batch=max_batch),
+            self.step(name, f"TensorRT {precision.upper()} vs eager PyTorch on the validation split", cmd,
+                      lambda r, f=candidate, rep=report, pr=precision: self._parity(
+                          r, candidate_factory=f, precision=pr, report_name=rep, max_batch=max_batch),
                       needs=("train", build_step), requires=lambda: cuda_reason() or tensorrt_reason())
 
         bench_cmd = (f"toolchain benchmark --checkpoint {ckpt}"

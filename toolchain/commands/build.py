@@ -31,7 +31,10 @@ import click
 @click.option("-v", "--verbose", is_flag=True, help="Show TensorRT's info messages.")
 def build(onnx_path, engine, plugin, lrn, min_batch, opt_batch, max_batch, workspace_mib, timing_cache, allow_fp32,
           version_compatible, force, verbose):
-    """Build an FP16 TensorRT engine from MODEL.onnx (from `toolchain export`) through the LRN plugin."""
+    """Build an FP16 TensorRT engine from MODEL.onnx (from `toolchain export`) through the LRN plugin.
+
+    A Q/DQ MODEL.onnx (from `toolchain quantize`) gives an INT8 engine (explicit quantization).
+    """
     from toolchain.trt.builder import build_engine
     from toolchain.trt.manifest import layers_path, manifest_path, read_manifest
 

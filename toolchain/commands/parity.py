@@ -30,13 +30,14 @@ from toolchain.options import batch_sizes_callback
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
 @click.option("--batch-sizes", default="1,32", show_default=True, callback=batch_sizes_callback,
               help="Comma-separated batch sizes; every input runs at each.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]),
-              help="Default tolerances (default: the ONNX dtype; fp16 for tensorrt).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Default tolerances (default: the ONNX's precision or dtype; the engine's for tensorrt).")
 @click.option("--atol", type=float)
 @click.option("--rtol", type=float)
 @click.option("--min-cosine", type=float)
 @click.option("--min-top1-agreement", type=float)
 @click.option("--max-accuracy-drop", type=float)
+@click.option("--range-atol", type=float, help="Extra allowed error, as a fraction of the reference's range.")
 @click.option("--tolerances", "tolerances_file", type=click.Path(dir_okay=False),
               help="JSON with tolerance fields, optionally {'outputs': {'logits': {...}}}.")
 @click.option("--device", default="cpu", show_default=True, help="Device of the eager reference.")
@@ -50,8 +51,8 @@ from toolchain.options import batch_sizes_callback
 @click.option("--force", is_flag=True, help="Overwrite --report if it exists.")
 def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, image_size, num_classes, in_channels,
            dataset, data_dir, limit, random_n, seed, batch_sizes, precision, atol, rtol, min_cosine,
-           min_top1_agreement, max_accuracy_drop, tolerances_file, device, fused_lrn, layerwise, layerwise_samples,
-           report, force):
+           min_top1_agreement, max_accuracy_drop, range_atol, tolerances_file, device, fused_lrn, layerwise,
+           layerwise_samples, report, force):
     """Run the candidate backend and eager PyTorch on the same inputs; fail on any check.
 
     Every check runs before the verdict; the exit code is 4 when any fails. With
@@ -63,7 +64,8 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
     from toolchain.errors import ToolchainError
     from toolchain.export import read_metadata
     from toolchain.io import check_writable, write_json_atomic
-    from toolchain.parity import dataset_inputs, load_reference, load_tolerances, random_inputs, run_parity
+    from toolchain.parity import (dataset_inputs, default_precision, load_reference, load_tolerances, random_inputs,
+                                  run_parity)
     from toolchain.runners import TorchRunner, make_runner
 
     if report:
@@ -94,11 +96,20 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
                                  device="cuda" if device.startswith("cuda") else "cpu", include_compile=True)
         if named.unavailable:
             raise MissingDependencyError(f"{named.name} cannot run here: {named.unavailable}")
-    default = named.precision if named and not backend.startswith("onnxruntime") else \
-        "fp16" if backend == "tensorrt" else onnx_meta.get("dtype", "fp32")
-    precision = precision or default
+    if precision is None:
+        if named and not backend.startswith(("onnxruntime", "tensorrt")):
+            precision = named.precision  # eager FP16, fused LRN, ...: what the runner computes in
+        else:  # what the file says: a quantized ONNX, the engine's manifest, the ONNX dtype
+            manifest = None
+            if backend.startswith("tensorrt") and engine is not None:
+                from toolchain.trt.manifest import manifest_path, read_manifest
+
+                manifest = read_manifest(engine) if manifest_path(engine).is_file() else None
+            precision = default_precision("tensorrt" if backend.startswith("tensorrt") else backend, onnx_meta,
+                                          manifest)
     tolerances = load_tolerances(precision, file=tolerances_file, atol=atol, rtol=rtol, min_cosine=min_cosine,
-                                 min_top1_agreement=min_top1_agreement, max_accuracy_drop=max_accuracy_drop)
+                                 min_top1_agreement=min_top1_agreement, max_accuracy_drop=max_accuracy_drop,
+                                 range_atol=range_atol)
 
     labels = None
     dataset = dataset or (None if random_n else meta.get("dataset"))

@@ -29,6 +29,10 @@ from toolchain.errors import ToolchainError
 @click.option("--parity-batch-sizes", default="1,32", show_default=True, callback=batch_sizes_callback)
 @click.option("--parity-limit", type=click.IntRange(min=1), default=None,
               help="Compare at most N validation images (default: the whole split).")
+@click.option("--quant-samples", type=click.IntRange(min=1), default=256, show_default=True,
+              help="INT8 calibration images (training split).")
+@click.option("--quant-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
+              show_default=True, help="INT8 calibration method.")
 @click.option("--bench-batch-sizes", default="1,8,64,256", show_default=True, callback=batch_sizes_callback)
 @click.option("--bench-max-seconds", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               help="Benchmark timing budget per backend, batch size and metric.")
@@ -39,11 +43,12 @@ from toolchain.errors import ToolchainError
 @click.option("--cuda-archs", default=None, help='CMake CUDA architectures for the plugin build, e.g. "native".')
 @click.option("--skip", multiple=True, metavar="STEP",
               help="Skip a step (repeatable): train, export-fp32, export-fp16, export-fp16-native, parity-onnxruntime, "
-                   "parity-onnxruntime-fp16, plugin-build, engine-build, engine-build-native, parity-tensorrt, "
-                   "parity-tensorrt-native, benchmark.")
+                   "parity-onnxruntime-fp16, quantize-int8, parity-onnxruntime-int8, plugin-build, engine-build, "
+                   "engine-build-native, engine-build-int8, parity-tensorrt, parity-tensorrt-native, "
+                   "parity-tensorrt-int8, benchmark.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def pipeline(out_dir, force, variant, dataset, image_size, epochs, batch_size, target_top1, seed, device, data_dir,
-             parity_batch_sizes, parity_limit, bench_batch_sizes, bench_max_seconds, bench_warmup, bench_window,
+             parity_batch_sizes, parity_limit, quant_samples, quant_method, bench_batch_sizes, bench_max_seconds, bench_warmup, bench_window,
              include_compile, plugin_build_dir, cuda_archs, skip, quiet):
     """Train -> export (FP32, FP16) -> ONNX Runtime parity -> plugin -> TensorRT engines -> TensorRT parity
     -> benchmark, writing REPORT.md and pipeline.json in the run folder.
@@ -63,6 +68,7 @@ def pipeline(out_dir, force, variant, dataset, image_size, epochs, batch_size, t
         out_dir=out_dir, variant=variant, dataset=dataset, image_size=image_size, epochs=epochs,
         batch_size=batch_size, target_top1=target_top1 if target_top1 and target_top1 > 0 else None, seed=seed,
         device=device, data_dir=data_dir, parity_batch_sizes=parity_batch_sizes, parity_limit=parity_limit,
+        quant_samples=quant_samples, quant_method=quant_method,
         bench_batch_sizes=bench_batch_sizes, bench_max_seconds=bench_max_seconds, bench_warmup=bench_warmup,
         bench_window=bench_window, include_compile=include_compile, plugin_build_dir=plugin_build_dir,
         cuda_archs=cuda_archs, skip=tuple(skip), force=force, progress=not quiet)

@@ -8,6 +8,9 @@ override flag, check that the plugin (not the model-local function) took every
 FusedLRN node, build with a persistent timing cache and DETAILED profiling
 verbosity, and write the engine, its layer information and its manifest, each
 atomically. Only :func:`_build_with_tensorrt` and its helpers touch TensorRT.
+
+A Q/DQ ONNX (``toolchain quantize``) is explicit quantization: ``inspect_onnx`` counts
+its Q/DQ nodes and :func:`toolchain.trt.compat.plan_precision` plans an INT8 engine.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from toolchain.trt.compat import BuildOptions, PrecisionPlan, Profile
 
 #: ONNX metadata keys copied into the manifest's "model" section (JSON-decoded).
 MODEL_METADATA_KEYS = ("variant", "classes", "num_classes", "image_size", "in_channels", "mean", "std",
-                       "checkpoint_sha256", "version", "dtype", "fp16_io", "lrn", "dataset")
+                       "checkpoint_sha256", "version", "dtype", "fp16_io", "lrn", "dataset", "precision",
+                       "quant_method", "quant_samples", "quant_target", "quant_library_version")
 
 
 # --------------------------------------------------------------------------- ONNX facts (onnx, no TensorRT)
@@ -50,6 +54,8 @@ class OnnxInfo:
     nodes_without_namespace: list[str]
     native_lrn_nodes: int
     local_functions: list[str]     # "domain:name" of model-local functions
+    qdq_nodes: int = 0             # QuantizeLinear + DequantizeLinear nodes: explicit quantization
+    int32_dq_nodes: int = 0        # DequantizeLinear of INT32 initializers (biases), which the parser refuses
 
     def model_section(self) -> dict:
         out = {}
@@ -84,6 +90,9 @@ def inspect_onnx(path: str | os.PathLike) -> OnnxInfo:
     for dim in inputs[0].type.tensor_type.shape.dim:
         dims.append(dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None))
     fused, no_namespace, native = [], [], 0
+    qdq = sum(1 for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    int32_inits = {init.name for init in graph.initializer if init.data_type == onnx.TensorProto.INT32}
+    int32_dq = sum(1 for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] in int32_inits)
     for index, node in enumerate(graph.node):
         if node.op_type == lrn_op.OP_TYPE:
             name = node.name or f"{lrn_op.OP_TYPE}_{index}"
@@ -102,7 +111,8 @@ def inspect_onnx(path: str | os.PathLike) -> OnnxInfo:
                     lrn=metadata.get("toolchain.lrn"), input_names=[v.name for v in inputs], input_dims=dims,
                     output_names=[v.name for v in graph.output], fused_lrn_nodes=fused,
                     nodes_without_namespace=no_namespace, native_lrn_nodes=native,
-                    local_functions=[f"{f.domain}:{f.name}" for f in model.functions])
+                    local_functions=[f"{f.domain}:{f.name}" for f in model.functions], qdq_nodes=qdq,
+                    int32_dq_nodes=int32_dq)
 
 
 def parser_model_bytes(model) -> bytes:
@@ -150,7 +160,15 @@ def plan_build(info: OnnxInfo, options: BuildOptions, tensorrt_version: str) -> 
     if info.dtype is None:
         raise ToolchainError(f"cannot tell whether {info.path} is FP16 or FP32 (no toolchain.dtype metadata)",
                              hint="export it with `toolchain export --dtype fp16`")
-    precision = compat.plan_precision(info.dtype, tensorrt_version, allow_fp32=options.allow_fp32)
+    if info.metadata.get("toolchain.precision") == "int8" and not info.qdq_nodes:
+        raise ToolchainError(f"{info.path} says it is INT8 but has no QuantizeLinear/DequantizeLinear nodes",
+                             hint="quantize it again with `toolchain quantize`")
+    if info.int32_dq_nodes:
+        raise ToolchainError(f"{info.path} dequantizes {info.int32_dq_nodes} INT32 tensor(s) (biases quantized for "
+                             "ONNX Runtime), which TensorRT's ONNX parser refuses",
+                             hint="quantize with `toolchain quantize --target tensorrt`")
+    precision = compat.plan_precision(info.dtype, tensorrt_version, allow_fp32=options.allow_fp32,
+                                      quantized=info.qdq_nodes > 0)
     profile = compat.resolve_profile(info.input_dims, info.metadata, options)
     notes = [precision.reason]
     if info.dtype_source != "metadata":
@@ -229,6 +247,7 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
         },
         "build": {**plan.options.to_dict(), "precision": plan.precision.precision,
                   "strongly_typed": plan.precision.strongly_typed, "fp16_builder_flag": plan.precision.fp16_flag,
+                  "int8_builder_flag": plan.precision.int8_flag, "qdq_nodes": info.qdq_nodes,
                   "typing": plan.precision.reason, "profile": {plan.input_name: plan.profile.to_dict()},
                   "parser": parser, "seconds": round(build_seconds, 2), "notes": plan.notes},
         "io": io,
@@ -406,6 +425,12 @@ def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool,
         if fp16 is None:  # only reachable if plan_precision's version logic is wrong
             raise ToolchainError(f"TensorRT {trt.__version__} has no FP16 builder flag", hint="export with --dtype fp16")
         config.set_flag(fp16)
+    if plan.precision.int8_flag:
+        # Explicit quantization (the ONNX's Q/DQ scales); no calibrator. Deprecated in 10.12+, gone in 11.
+        int8 = getattr(trt.BuilderFlag, "INT8", None)
+        if int8 is None:  # only reachable if plan_precision's version logic is wrong
+            raise ToolchainError(f"TensorRT {trt.__version__} has no INT8 builder flag")
+        config.set_flag(int8)
     if plan.options.workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.options.workspace_mib << 20)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED

@@ -117,21 +117,35 @@ class PrecisionPlan:
 
     strongly_typed: bool   # NetworkDefinitionCreationFlag.STRONGLY_TYPED
     fp16_flag: bool        # BuilderFlag.FP16 (TensorRT 10 only)
-    precision: str         # "fp16" or "fp32": what the engine's layers run in
+    precision: str         # "fp16", "fp32" or "int8": what the engine's layers run in
     reason: str            # one line for the log and the manifest
+    int8_flag: bool = False  # BuilderFlag.INT8 (TensorRT 10, explicit quantization of a weakly typed network)
 
 
-def plan_precision(onnx_dtype: str, tensorrt_version: str, *, allow_fp32: bool = False) -> PrecisionPlan:
-    """Pick the network typing from the ONNX's "toolchain.dtype" and the TensorRT major.
+def plan_precision(onnx_dtype: str, tensorrt_version: str, *, allow_fp32: bool = False,
+                   quantized: bool = False) -> PrecisionPlan:
+    """Pick the network typing from the ONNX's "toolchain.dtype", its Q/DQ nodes and the TensorRT major.
 
     TensorRT 11 has only strongly typed networks and no FP16 builder flag, so an
     FP16 engine needs the FP16-typed export. TensorRT 10 takes either the FP16
     export (strongly typed) or the FP32 export with the FP16 builder flag.
+
+    A Q/DQ (``quantized``) ONNX is explicit quantization: TensorRT 11 builds it
+    strongly typed (the Q/DQ-fed layers in INT8, the rest in the ONNX's float
+    type); TensorRT 10 builds an FP32 one weakly typed with the INT8 and FP16
+    flags, so the layers without Q/DQ may run in FP16.
     """
     major = tensorrt_major(tensorrt_version)
     if onnx_dtype not in ("fp16", "fp32"):
         raise ToolchainError(f"unknown ONNX dtype {onnx_dtype!r} (metadata toolchain.dtype)",
                              hint="export it with `toolchain export --dtype fp16` or `--dtype fp32`")
+    if quantized:
+        if major >= 11 or onnx_dtype == "fp16":
+            return PrecisionPlan(True, False, "int8", f"Q/DQ {onnx_dtype.upper()} ONNX: strongly typed network, "
+                                 f"Q/DQ-fed layers in INT8, the rest in {onnx_dtype.upper()}")
+        return PrecisionPlan(False, True, "int8", "Q/DQ FP32 ONNX under TensorRT 10: explicit quantization with "
+                             "the INT8 and FP16 builder flags (weakly typed: the rest may run in FP16)",
+                             int8_flag=True)
     if onnx_dtype == "fp16":
         return PrecisionPlan(True, False, "fp16", "FP16-typed ONNX: strongly typed network")
     if major >= 11:
