@@ -242,14 +242,14 @@ def test_cli_accuracy_parity_on_a_trained_checkpoint(tmp_path):
 
 
 def test_fp16_atol_scales_with_the_logits_range_and_top1_counts_only_on_real_data():
-    from toolchain.parity import scale_tolerances
-
-    small = np.array([[0.1, -0.15], [0.05, 0.0]])
-    fp16 = DEFAULT_TOLERANCES["fp16"]
-    scaled, basis = scale_tolerances(fp16, "fp16", small)
-    assert scaled.atol == pytest.approx(5e-3 * 0.25) and "logits range 0.25" in basis
-    assert scaled.rtol == fp16.rtol
-    assert scale_tolerances(FP32, "fp32", small)[0] == FP32  # FP32 stays absolute
+    small = np.array([[0.1, -0.15], [0.05, 0.0]])  # range 0.25: FP16 allows 5e-3 * 0.25 beyond rtol
+    fp16 = DEFAULT_TOLERANCES["fp16"].replace(rtol=0.0)
+    assert fp16.atol == 0 and fp16.range_atol == 5e-3
+    assert compare_outputs(small, small + 1.2e-3, fp16).passed
+    assert "allclose" in _failed(compare_outputs(small, small + 1.3e-3, fp16))
+    big = small * 1000  # the same relative error passes at any scale
+    assert compare_outputs(big, big + 1.2, fp16).passed
+    assert "allclose" in _failed(compare_outputs(big, big + 1.2, FP32))  # FP32 stays absolute
     ref, labels = _logits()
     flipped = ref.copy()
     top = ref[0].argmax()

@@ -84,7 +84,7 @@ class StepResult:
 
 
 STEP_NAMES = ("train", "export-fp32", "export-fp16", "export-fp16-native", "parity-onnxruntime",
-              "parity-onnxruntime-fp16", "quantize-int8", "parity-onnxruntime-int8", "plugin-build", "engine-build",
+              "parity-onnxruntime-fp16", "quantize-int8", "parity-onnxruntime-int8", "plugin-build", "plugin-check", "engine-build",
               "engine-build-native", "engine-build-int8", "parity-tensorrt", "parity-tensorrt-native",
               "parity-tensorrt-int8", "benchmark")
 
@@ -297,7 +297,7 @@ class Pipeline:
         candidate = candidate_factory()
         with reference, candidate:
             report = run_parity(reference, candidate, images, batch_sizes=sizes, labels=labels,
-                                tolerances=load_tolerances(precision), precision=precision, scale_to_range=True)
+                                tolerances=load_tolerances(precision), precision=precision)
         source = f"{ckpt.meta.get('dataset')} validation split, {len(images)} images"
         report.inputs["source"] = source
         data = report.to_dict()
@@ -323,6 +323,28 @@ class Pipeline:
         built = [k for k in ("kernels", "tensorrt", "tensorrt_dynamic") if result.get(k)]
         record.summary = f"built {', '.join(built)}" + (f"; TensorRT plugin skipped: {result['tensorrt_skipped']}"
                                                         if result.get("tensorrt_skipped") else "")
+
+    def _plugin_check_reason(self) -> str | None:
+        from toolchain.trt import import_tensorrt
+
+        try:
+            import_tensorrt(lean_ok=True)
+        except ToolchainError as exc:
+            return exc.one_line()
+        if self._plugin_library() is None:
+            return "the TensorRT plugin library was not built (toolchain plugin build, with TensorRT headers)"
+        return None
+
+    def _plugin_check(self, record: StepResult) -> None:
+        from toolchain.plugin_check import run_plugin_check
+
+        report = run_plugin_check(self._plugin_library(), self.paths["onnx_fp16"])
+        record.details = report.to_dict()
+        if not report.passed:
+            raise ToolchainError(f"plugin check failed: {report.failure()}")
+        nodes = len(report.nodes)
+        record.summary = (f"{report.tensorrt['module']} {report.tensorrt['version']}: creator registered, "
+                          f"{nodes} FusedLRN node(s) accepted")
 
     def _plugin_library(self) -> str | None:
         step = self.result("plugin-build")
@@ -455,6 +477,14 @@ class Pipeline:
                   + (f" --cuda-archs {_q(c.cuda_archs)}" if c.cuda_archs else ""),
                   self._plugin_build, requires=nvcc_reason)
 
+        # Before any long engine build: does the plugin load into this TensorRT (full or lean,
+        # no GPU needed) and accept every FusedLRN node of the model?
+        plugin = self._plugin_library()
+        self.step("plugin-check", "check the plugin in TensorRT's registry against the model's FusedLRN nodes",
+                  "toolchain plugin check" + (f" --library {_q(plugin)}" if plugin else "")
+                  + f" --onnx {_q(p['onnx_fp16'])}", self._plugin_check, needs=("export-fp16",),
+                  requires=self._plugin_check_reason)
+
         max_batch = self._engine_max_batch()
         for name, onnx_key, engine_key, lrn, export_step in (
                 ("engine-build", "onnx_fp16", "engine", "plugin", "export-fp16"),
@@ -468,7 +498,8 @@ class Pipeline:
             self.step(name, f"build the {kind} TensorRT engine ({'FusedLRN plugin' if lrn == 'plugin' else 'native LRN'})",
                       cmd, lambda r, o=onnx_key, e=engine_key, l=lrn: self._build_engine(r, onnx_key=o, engine_key=e,
                                                                                       lrn=l),
-                      needs=(export_step,), requires=lambda l=lrn: self._engine_reason(plugin=l == "plugin"))
+                      needs=(export_step, "plugin-check") if lrn == "plugin" else (export_step,),
+                      requires=lambda l=lrn: self._engine_reason(plugin=l == "plugin"))
 
         for name, engine_key, build_step, report, precision in (
                 ("parity-tensorrt", "engine", "engine-build", "tensorrt-plugin.json", "fp16"),

@@ -56,17 +56,14 @@ def make_parity_plan(reference, inputs, *, labels=None, source: str, batch_size:
 
 def parity_verdict(plan: ParityPlan, runner, batch_size: int, precision: str) -> dict:
     """Compare ``runner`` (active) with the reference at ``batch_size``; a JSON-able verdict."""
-    from toolchain.parity import load_tolerances, run_parity, scale_tolerances
+    from toolchain.parity import load_tolerances, run_parity
 
     n = plan.samples_for(batch_size)
     ref = {name: value[:n] for name, value in plan.reference_outputs.items()}
     labels = None if plan.labels is None else plan.labels[:n]
-    base = load_tolerances(precision, file=plan.tolerances_file, outputs=tuple(ref))
-    tolerances, basis = {}, ""
-    for name, tol in base.items():
-        tolerances[name], basis = scale_tolerances(tol, precision, ref[name])
+    tolerances = load_tolerances(precision, file=plan.tolerances_file, outputs=tuple(ref))
     verdict = {"precision": precision, "batch_size": int(batch_size), "samples": n, "inputs": plan.source,
-               "real_data": labels is not None, "atol_basis": basis}
+               "real_data": labels is not None}
     try:
         report = run_parity(None, runner, plan.inputs[:n], batch_sizes=[int(batch_size)], labels=labels,
                             tolerances=tolerances, precision=precision, reference_outputs=ref)

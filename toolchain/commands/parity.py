@@ -148,8 +148,7 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
     reference = TorchRunner(ref.model, device=device, fused_lrn=fused_lrn)
     with reference, candidate:
         result = run_parity(reference, candidate, inputs, batch_sizes=batch_sizes, labels=labels,
-                            tolerances=tolerances, precision=precision,
-                            scale_to_range=atol is None and tolerances_file is None)
+                            tolerances=tolerances, precision=precision)
     result.inputs["source"] = source
     if report:
         write_json_atomic(report, result.to_dict(), force=force)

@@ -43,7 +43,7 @@ from toolchain.errors import ToolchainError
 @click.option("--cuda-archs", default=None, help='CMake CUDA architectures for the plugin build, e.g. "native".')
 @click.option("--skip", multiple=True, metavar="STEP",
               help="Skip a step (repeatable): train, export-fp32, export-fp16, export-fp16-native, parity-onnxruntime, "
-                   "parity-onnxruntime-fp16, quantize-int8, parity-onnxruntime-int8, plugin-build, engine-build, "
+                   "parity-onnxruntime-fp16, quantize-int8, parity-onnxruntime-int8, plugin-build, plugin-check, engine-build, "
                    "engine-build-native, engine-build-int8, parity-tensorrt, parity-tensorrt-native, "
                    "parity-tensorrt-int8, benchmark.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
