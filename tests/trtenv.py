@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_HEADERS = ROOT.parent / "shared" / "trt-headers"
+#: Where the device machine's copy of the working tree keeps shared/ (inside the checkout).
+SHARED_HEADERS_INSIDE = ROOT / "shared" / "trt-headers"
 LEAN_DIR = ROOT / ".trt"
 #: What .ci/run installs into .trt/ (also the hint printed when one is missing).
 CI_LEAN_VERSIONS = {10: "10.16.1.11", 11: "11.1.0.106"}
@@ -34,8 +36,11 @@ def header_dirs() -> dict[int, Path]:
     """TensorRT major -> include folder."""
     value = os.environ.get("TOOLCHAIN_TRT_HEADERS", "")
     candidates = [Path(p) for p in value.split(os.pathsep) if p]
-    if not candidates and SHARED_HEADERS.is_dir():
-        candidates = sorted(p for p in SHARED_HEADERS.iterdir() if p.is_dir())
+    if not candidates:
+        for shared in (SHARED_HEADERS, SHARED_HEADERS_INSIDE):
+            if shared.is_dir():
+                candidates = sorted(p for p in shared.iterdir() if p.is_dir())
+                break
     found: dict[int, Path] = {}
     for path in candidates:
         if (path / "NvInfer.h").is_file():
