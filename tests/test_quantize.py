@@ -365,3 +365,24 @@ def test_int8_engine_builds_and_passes_int8_parity(quantized, tmp_path):
         report = run_parity(reference, candidate, images, batch_sizes=[1, 32], labels=labels,
                             tolerances=load_tolerances("int8"), precision="int8")
     assert report.passed, report.failures()
+
+
+def test_cpu_benchmark_times_the_int8_row_beside_fp32_with_its_verdict(quantized, tmp_path):
+    from tests.test_benchmark import TINY_ARGS
+
+    out = tmp_path / "bench"
+    result = run_cli("benchmark", "--checkpoint", quantized["checkpoint"], "--onnx", quantized["fp32"],
+                     "--onnx-int8", quantized["int8"], "--backends", "onnxruntime-cpu,onnxruntime-cpu-int8,tensorrt-int8",
+                     "--batch-sizes", "4", *TINY_ARGS, "--out", out)
+    assert result.code == 0, result.stderr
+    data = json.loads((out / "benchmark.json").read_text())
+    rows = {m["backend"]: m for m in data["measurements"]}
+    assert set(rows) == {"onnxruntime-cpu", "onnxruntime-cpu-int8"}
+    assert rows["onnxruntime-cpu"]["parity"]["precision"] == "fp32"
+    int8 = rows["onnxruntime-cpu-int8"]
+    assert int8["precision"] == "int8" and int8["parity"]["precision"] == "int8"
+    assert int8["parity"]["passed"] and int8["status"] == "ok"
+    assert f"--onnx-int8 {quantized['int8']}" in data["parity"]["weights"]["checked"]
+    skipped = {s["backend"]: s["reason"] for s in data["skipped"]}
+    assert skipped["tensorrt-int8"]  # no GPU / TensorRT / --int8-engine here
+    assert "| onnxruntime-cpu-int8 | 4 |" in (out / "benchmark.md").read_text()

@@ -392,7 +392,9 @@ class Pipeline:
             onnx=self.paths["onnx_fp32"] if self.ran("export-fp32") else None,
             engine=self.paths["engine"] if self.ran("engine-build") else None,
             native_engine=self.paths["engine_native"] if self.ran("engine-build-native") else None,
-            plugin_library=self._plugin_library() if self.ran("engine-build") else None,
+            onnx_int8=self.paths["onnx_int8"] if self.ran("quantize-int8") else None,
+            int8_engine=self.paths["engine_int8"] if self.ran("engine-build-int8") else None,
+            plugin_library=self._plugin_library() if self.ran("engine-build") or self.ran("engine-build-int8") else None,
             batch_sizes=list(c.bench_batch_sizes), include_compile=c.include_compile, config=config,
             out_dir=self.paths["benchmark"], force=c.force, console=self.console, data_dir=c.data_dir,
             parity_samples=c.parity_limit or 32)
@@ -523,6 +525,8 @@ class Pipeline:
                      + (f" --onnx {_q(p['onnx_fp32'])}" if self.ran("export-fp32") else "")
                      + (f" --engine {_q(p['engine'])}" if self.ran("engine-build") else "")
                      + (f" --native-engine {_q(p['engine_native'])}" if self.ran("engine-build-native") else "")
+                     + (f" --onnx-int8 {_q(p['onnx_int8'])}" if self.ran("quantize-int8") else "")
+                     + (f" --int8-engine {_q(p['engine_int8'])}" if self.ran("engine-build-int8") else "")
                      + f" --batch-sizes {','.join(map(str, c.bench_batch_sizes))} --warmup {c.bench_warmup}"
                      + (f" --window {c.bench_window}" if c.bench_window else "")
                      + f" --max-seconds {c.bench_max_seconds}" + (" --include-compile" if c.include_compile else "")

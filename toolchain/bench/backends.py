@@ -16,8 +16,8 @@ from toolchain.environment import cuda_unavailable
 from toolchain.errors import ToolchainError
 
 BACKEND_NAMES = ("eager-fp32", "eager-fp16", "eager-fp16-fused-lrn", "compile", "eager-fp16-cuda-graph",
-                 "onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-plugin", "tensorrt-plugin-graph",
-                 "tensorrt-native", "tensorrt-native-graph")
+                 "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-cpu-int8", "tensorrt-plugin",
+                 "tensorrt-plugin-graph", "tensorrt-native", "tensorrt-native-graph", "tensorrt-int8")
 
 
 @dataclass
@@ -116,13 +116,16 @@ def batches_for(requested: Sequence[int], static_batch: int | None) -> tuple[lis
 
 
 def make_backends(*, model_factory: Callable[[], object] | None, input_shape, onnx=None, engine=None,
-                  native_engine=None, plugin_library=None, names: Sequence[str] = BACKEND_NAMES,
+                  native_engine=None, onnx_int8=None, int8_engine=None, plugin_library=None,
+                  names: Sequence[str] = BACKEND_NAMES,
                   device: str = "auto", include_compile: bool = False, compile_mode: str = "default",
                   ort_threads: int | None = None) -> list[Candidate]:
     """The candidates named in ``names``, in a fixed order.
 
     ``device``: where eager FP32 runs ("auto": the GPU when there is one).
     ``include_compile``: torch.compile also on the CPU (slow to compile on few cores).
+    ``onnx_int8`` / ``int8_engine``: a Q/DQ ONNX (``toolchain quantize``) and the engine built
+    from it; their rows get the INT8 tolerances.
     The fused-LRN row and its eager FP16 baseline both run NCHW (the kernel's layout),
     so the row compares the LRN and nothing else.
     """
@@ -181,6 +184,10 @@ def make_backends(*, model_factory: Callable[[], object] | None, input_shape, on
         reason = _onnxruntime_reason(provider, onnx)
         out.append(Candidate(name, provider, "fp32", lambda p=provider: OnnxRuntimeRunner(
             onnx, provider=p, threads=ort_threads if p == "cpu" else None, input_shape=input_shape), reason))
+    if "onnxruntime-cpu-int8" in selected:
+        out.append(Candidate("onnxruntime-cpu-int8", "cpu", "int8", lambda: OnnxRuntimeRunner(
+            onnx_int8, provider="cpu", threads=ort_threads, input_shape=input_shape, name="onnxruntime-cpu-int8"),
+            _onnxruntime_reason("cpu", onnx_int8, flag="--onnx-int8")))
     for lrn, path in (("plugin", engine), ("native", native_engine)):
         for graph in (False, True):
             name = f"tensorrt-{lrn}{'-graph' if graph else ''}"
@@ -189,10 +196,16 @@ def make_backends(*, model_factory: Callable[[], object] | None, input_shape, on
 
                 out.append(Candidate(name, "cuda", "fp16", lambda p=path, l=lrn, g=graph: TensorRTTimedRunner(
                     p, lrn=l, cuda_graph=g, plugin_library=plugin_library), _tensorrt_reason(lrn, path)))
+    if "tensorrt-int8" in selected:
+        from toolchain.runners.tensorrt import TensorRTTimedRunner
+
+        out.append(Candidate("tensorrt-int8", "cuda", "int8", lambda: TensorRTTimedRunner(
+            int8_engine, lrn="plugin", plugin_library=plugin_library, name="tensorrt-int8"),
+            _tensorrt_reason("plugin", int8_engine, flag="--int8-engine")))
     return out
 
 
-def _onnxruntime_reason(provider: str, onnx) -> str | None:
+def _onnxruntime_reason(provider: str, onnx, *, flag: str = "--onnx") -> str | None:
     try:
         import onnxruntime as ort
     except ImportError:
@@ -205,11 +218,11 @@ def _onnxruntime_reason(provider: str, onnx) -> str | None:
             return ("this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu); available: "
                     + ", ".join(ort.get_available_providers()))
     if onnx is None:
-        return "no ONNX file given (--onnx)"
+        return f"no ONNX file given ({flag})"
     return None
 
 
-def _tensorrt_reason(lrn: str, path) -> str | None:
+def _tensorrt_reason(lrn: str, path, *, flag: str | None = None) -> str | None:
     # The most fundamental reason first: no GPU, then no TensorRT, then no engine.
     reason = cuda_unavailable()
     if reason:
@@ -223,5 +236,5 @@ def _tensorrt_reason(lrn: str, path) -> str | None:
         if importlib.util.find_spec("tensorrt_lean") is None:
             return why
     if path is None:
-        return f"no {'--engine' if lrn == 'plugin' else '--native-engine'} given"
+        return f"no {flag or ('--engine' if lrn == 'plugin' else '--native-engine')} given"
     return None

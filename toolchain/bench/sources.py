@@ -49,7 +49,7 @@ def parity_inputs(model_info: dict, count: int, *, dataset=None, data_dir=None, 
 
 
 def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, num_classes=None, onnx=None, engine=None,
-                           native_engine=None, plugin_library=None, batch_sizes="1,8,64,256", backend_names="all",
+                           native_engine=None, onnx_int8=None, int8_engine=None, plugin_library=None, batch_sizes="1,8,64,256", backend_names="all",
                            device="auto", include_compile=False, compile_mode="default", config=None, threads=None,
                            out_dir="runs/benchmark", force=False, console=None, allow_mismatch: bool = False,
                            dataset=None, data_dir=None, parity_samples: int = 32, tolerances_file=None, seed: int = 0):
@@ -78,11 +78,12 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
     factory, model_info = benchmark_model(checkpoint=checkpoint, variant=variant, image_size=image_size,
                                           num_classes=num_classes, onnx=onnx)
     sources = {}
-    if onnx is not None:
-        from toolchain.export import read_metadata
+    for flag, path in (("--onnx", onnx), ("--onnx-int8", onnx_int8)):
+        if path is not None:
+            from toolchain.export import read_metadata
 
-        sources[f"--onnx {onnx}"] = weights_identity(read_metadata(onnx))
-    for flag, path in (("--engine", engine), ("--native-engine", native_engine)):
+            sources[f"{flag} {path}"] = weights_identity(read_metadata(path))
+    for flag, path in (("--engine", engine), ("--native-engine", native_engine), ("--int8-engine", int8_engine)):
         if path is not None:
             sources[f"{flag} {path}"] = engine_identity(path)
     mismatches = check_weights(weights_identity(model_info) if model_info else None, sources,
@@ -90,11 +91,14 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
     input_shape = (model_info["in_channels"], model_info["image_size"], model_info["image_size"]) \
         if model_info else None
     candidates = make_backends(model_factory=factory, input_shape=input_shape, onnx=onnx, engine=engine,
-                               native_engine=native_engine, plugin_library=plugin_library, names=names,
+                               native_engine=native_engine, onnx_int8=onnx_int8, int8_engine=int8_engine,
+                               plugin_library=plugin_library, names=names,
                                device=device, include_compile=include_compile, compile_mode=compile_mode,
                                ort_threads=threads)
     for candidate in candidates:
-        path = onnx if candidate.name.startswith("onnxruntime") else \
+        path = onnx_int8 if candidate.name == "onnxruntime-cpu-int8" else \
+            int8_engine if candidate.name == "tensorrt-int8" else \
+            onnx if candidate.name.startswith("onnxruntime") else \
             engine if candidate.name.startswith("tensorrt-plugin") else \
             native_engine if candidate.name.startswith("tensorrt-native") else None
         for what, problem in mismatches.items():

@@ -14,12 +14,15 @@ import click
               help="FP32 ONNX file for the ONNX Runtime backends (its metadata can stand in for --variant).")
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine with the FusedLRN plugin.")
 @click.option("--native-engine", type=click.Path(dir_okay=False), help="TensorRT engine with native LRN.")
+@click.option("--onnx-int8", type=click.Path(dir_okay=False),
+              help="INT8 Q/DQ ONNX (toolchain quantize) for the onnxruntime-cpu-int8 row (INT8 tolerances).")
+@click.option("--int8-engine", type=click.Path(dir_okay=False), help="TensorRT engine built from the Q/DQ ONNX.")
 @click.option("--plugin-library", type=click.Path(dir_okay=False), help="The TensorRT plugin library to load.")
 @click.option("--batch-sizes", default="1,8,64,256", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--backends", "backend_names", default="all", show_default=True,
               help="Comma-separated subset of: eager-fp32, eager-fp16, eager-fp16-fused-lrn, compile, "
-                   "eager-fp16-cuda-graph, onnxruntime-cpu, onnxruntime-cuda, tensorrt-plugin, "
-                   "tensorrt-plugin-graph, tensorrt-native, tensorrt-native-graph.")
+                   "eager-fp16-cuda-graph, onnxruntime-cpu, onnxruntime-cuda, onnxruntime-cpu-int8, tensorrt-plugin, "
+                   "tensorrt-plugin-graph, tensorrt-native, tensorrt-native-graph, tensorrt-int8.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where eager FP32 runs (auto: the GPU when there is one).")
 @click.option("--include-compile", is_flag=True, help="Also time torch.compile on the CPU (slow to compile).")
@@ -54,7 +57,8 @@ import click
               help="Folder for benchmark.json, benchmark.md, latency.png and throughput.png.")
 @click.option("--force", is_flag=True, help="Overwrite existing result files in --out.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def benchmark(checkpoint, variant, image_size, num_classes, onnx_path, engine, native_engine, plugin_library,
+def benchmark(checkpoint, variant, image_size, num_classes, onnx_path, engine, native_engine, onnx_int8, int8_engine,
+              plugin_library,
               batch_sizes, backend_names, device, include_compile, compile_mode, warmup_iters, warmup_seconds,
               window_iters, min_windows, stable_windows, min_window_iters, tolerance, max_windows, max_seconds, threads,
               dataset, data_dir, parity_samples, tolerances_file, allow_mismatch, out_dir, force, quiet):
@@ -85,7 +89,8 @@ def benchmark(checkpoint, variant, image_size, num_classes, onnx_path, engine, n
     console = Console(stderr=True, quiet=quiet)
     result, paths = benchmark_from_sources(
         checkpoint=checkpoint, variant=variant, image_size=image_size, num_classes=num_classes, onnx=onnx_path,
-        engine=engine, native_engine=native_engine, plugin_library=plugin_library, batch_sizes=batch_sizes,
+        engine=engine, native_engine=native_engine, onnx_int8=onnx_int8, int8_engine=int8_engine,
+        plugin_library=plugin_library, batch_sizes=batch_sizes,
         backend_names=backend_names, device=device, include_compile=include_compile, compile_mode=compile_mode,
         config=config, threads=threads, out_dir=out_dir, force=force, console=console, allow_mismatch=allow_mismatch,
         dataset=dataset, data_dir=data_dir, parity_samples=parity_samples, tolerances_file=tolerances_file)

@@ -51,6 +51,11 @@ class OnnxRuntimeRunner(Runner):
         from toolchain.export import load_onnx
 
         model = load_onnx(self.path)  # a clear error for a missing or corrupt file
+        from toolchain.export import read_metadata
+        from toolchain.parity import default_precision
+
+        # What the file computes in (an FP16 export, an INT8 Q/DQ file): its parity tolerances.
+        self.precision = default_precision("onnxruntime", read_metadata(model))
         available = ort.get_available_providers()
         missing = [p for p in self.providers if p not in available]
         if missing:
