@@ -260,17 +260,17 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
     report.library = {"path": str(lib_path), "sha256": sha256_file(lib_path), "registration": how}
 
     registry = trt.get_plugin_registry()
-    with captured_stderr() as log:
-        if how == "dynamic":
-            loaded = registry.load_library(str(lib_path)) is not None
-        else:
-            from toolchain.trt.plugins import load_plugin_library
+    from toolchain.trt.plugins import load_dynamic_plugin_library, load_plugin_library
 
-            try:
+    with captured_stderr() as log:
+        try:
+            if how == "dynamic":
+                load_dynamic_plugin_library(trt, lib_path)
+            else:
                 load_plugin_library(lib_path)
-                loaded = True
-            except ToolchainError as exc:
-                loaded, log["error"] = False, exc.one_line()
+            loaded = True
+        except ToolchainError as exc:
+            loaded, log["error"] = False, exc.one_line()
     detail = log.get("error") or _clean_reason(log["text"])
     report.checks.append(Check(f"loads ({how} registration)", loaded, detail))
     creator_id = f"{lrn_op.OP_TYPE}/{lrn_op.PLUGIN_VERSION}/{lrn_op.PLUGIN_NAMESPACE}"
