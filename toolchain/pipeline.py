@@ -361,6 +361,10 @@ class Pipeline:
             return "; ".join(reasons)
         if plugin and self._plugin_library() is None:
             return "the TensorRT plugin library was not built (toolchain plugin build, with TensorRT available)"
+        check = self.result("plugin-check")
+        if plugin and check is not None and check.status == "failed":
+            # No hour-long build with a plugin that refuses the model's nodes.
+            return f"the plugin check failed: {check.error or check.reason}"
         return None
 
     def _engine_max_batch(self) -> int:
@@ -500,7 +504,7 @@ class Pipeline:
             self.step(name, f"build the {kind} TensorRT engine ({'FusedLRN plugin' if lrn == 'plugin' else 'native LRN'})",
                       cmd, lambda r, o=onnx_key, e=engine_key, l=lrn: self._build_engine(r, onnx_key=o, engine_key=e,
                                                                                       lrn=l),
-                      needs=(export_step, "plugin-check") if lrn == "plugin" else (export_step,),
+                      needs=(export_step,),
                       requires=lambda l=lrn: self._engine_reason(plugin=l == "plugin"))
 
         for name, engine_key, build_step, report, precision in (
