@@ -495,14 +495,22 @@ struct Fields
     }
 };
 
-Fields parserFields(int32_t size, float alpha, float beta, float bias)
+//! Parser-style alpha/beta/bias with `size` given as another field type (64-bit, fractional, ...).
+template <typename T>
+Fields fieldsWithSize(T size, PluginFieldType type, float alpha = 1e-4F, float beta = 0.75F, float bias = 1.F)
 {
     Fields f;
-    f.add(toolchain::lrn::kLRN_FIELD_SIZE, size, PluginFieldType::kINT32)
+    f.add(toolchain::lrn::kLRN_FIELD_SIZE, size, type)
         .add(toolchain::lrn::kLRN_FIELD_ALPHA, alpha, PluginFieldType::kFLOAT32)
         .add(toolchain::lrn::kLRN_FIELD_BETA, beta, PluginFieldType::kFLOAT32)
         .add(toolchain::lrn::kLRN_FIELD_BIAS, bias, PluginFieldType::kFLOAT32);
     return f;
+}
+
+//! The fields TensorRT's ONNX parser builds from the node's attributes (INT -> kINT32, FLOAT -> kFLOAT32).
+Fields parserFields(int32_t size, float alpha, float beta, float bias)
+{
+    return fieldsWithSize(size, PluginFieldType::kINT32, alpha, beta, bias);
 }
 
 struct Attrs
@@ -694,21 +702,9 @@ int cmdInterface()
     float const inf = std::numeric_limits<float>::infinity();
     checkCreate(creator, "size_zero", parserFields(0, 1e-4F, 0.75F, 1.F), false);
     checkCreate(creator, "size_negative", parserFields(-3, 1e-4F, 0.75F, 1.F), false);
-    {
-        Fields f = parserFields(5, 1e-4F, 0.75F, 1.F);
-        Fields g;
-        g.add("size", int64_t{4294967301LL}, PluginFieldType::kINT64) // 2**32 + 5: must not wrap to 5
-            .add("alpha", 1e-4F, PluginFieldType::kFLOAT32)
-            .add("beta", 0.75F, PluginFieldType::kFLOAT32)
-            .add("bias", 1.F, PluginFieldType::kFLOAT32);
-        checkCreate(creator, "size_past_int32", g, false);
-        Fields h;
-        h.add("size", 5.5, PluginFieldType::kFLOAT64)
-            .add("alpha", 1e-4F, PluginFieldType::kFLOAT32)
-            .add("beta", 0.75F, PluginFieldType::kFLOAT32)
-            .add("bias", 1.F, PluginFieldType::kFLOAT32);
-        checkCreate(creator, "size_fractional", h, false);
-    }
+    // 2**32 + 5 must not wrap to 5.
+    checkCreate(creator, "size_past_int32", fieldsWithSize(int64_t{4294967301LL}, PluginFieldType::kINT64), false);
+    checkCreate(creator, "size_fractional", fieldsWithSize(5.5, PluginFieldType::kFLOAT64), false);
     checkCreate(creator, "bias_zero", parserFields(5, 1e-4F, 0.75F, 0.F), false);
     checkCreate(creator, "bias_negative", parserFields(5, 1e-4F, 0.75F, -1.F), false);
     checkCreate(creator, "alpha_negative", parserFields(5, -1e-4F, 0.75F, 1.F), false);
@@ -735,13 +731,8 @@ int cmdInterface()
         }
         checkCreate(creator, std::string("missing_") + missing, f, false);
     }
+    checkCreate(creator, "size_wrong_type", fieldsWithSize(int16_t{5}, PluginFieldType::kINT16), false);
     {
-        Fields f;
-        f.add("size", int16_t{5}, PluginFieldType::kINT16)
-            .add("alpha", 1e-4F, PluginFieldType::kFLOAT32)
-            .add("beta", 0.75F, PluginFieldType::kFLOAT32)
-            .add("bias", 1.F, PluginFieldType::kFLOAT32);
-        checkCreate(creator, "size_wrong_type", f, false);
         PluginFieldCollection nullFields{2, nullptr};
         Logged logged;
         IPluginV3* p = creator->createPlugin("null_fields", &nullFields, TensorRTPhase::kBUILD);
@@ -1001,19 +992,14 @@ int cmdEnqueue(int argc, char** argv)
     {
         return 1;
     }
-    Fields fields;
     double const size = std::strtod(argv[0], nullptr);
-    if (size == std::floor(size) && size >= -2147483648.0 && size <= 2147483647.0)
-    {
-        fields.add("size", static_cast<int32_t>(size), PluginFieldType::kINT32);
-    }
-    else
-    {
-        fields.add("size", size, PluginFieldType::kFLOAT64);
-    }
-    fields.add("alpha", std::strtof(argv[1], nullptr), PluginFieldType::kFLOAT32)
-        .add("beta", std::strtof(argv[2], nullptr), PluginFieldType::kFLOAT32)
-        .add("bias", std::strtof(argv[3], nullptr), PluginFieldType::kFLOAT32);
+    float const alpha = std::strtof(argv[1], nullptr);
+    float const beta = std::strtof(argv[2], nullptr);
+    float const bias = std::strtof(argv[3], nullptr);
+    // As the parser passes an int32 size; anything else as FLOAT64, for the plugin to refuse.
+    Fields fields = size == std::floor(size) && size >= -2147483648.0 && size <= 2147483647.0
+        ? fieldsWithSize(static_cast<int32_t>(size), PluginFieldType::kINT32, alpha, beta, bias)
+        : fieldsWithSize(size, PluginFieldType::kFLOAT64, alpha, beta, bias);
     bool const half = std::strcmp(argv[4], "fp16") == 0;
     std::vector<int64_t> dims{std::atoll(argv[5]), std::atoll(argv[6]), std::atoll(argv[7]), std::atoll(argv[8])};
     Logged logged;

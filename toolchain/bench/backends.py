@@ -188,17 +188,15 @@ def make_backends(*, model_factory: Callable[[], object] | None, input_shape, on
         out.append(Candidate("onnxruntime-cpu-int8", "cpu", "int8", lambda: OnnxRuntimeRunner(
             onnx_int8, provider="cpu", threads=ort_threads, input_shape=input_shape, name="onnxruntime-cpu-int8"),
             _onnxruntime_reason("cpu", onnx_int8, flag="--onnx-int8")))
+    from toolchain.runners.tensorrt import TensorRTTimedRunner  # imports no TensorRT
+
     for lrn, path in (("plugin", engine), ("native", native_engine)):
         for graph in (False, True):
             name = f"tensorrt-{lrn}{'-graph' if graph else ''}"
             if name in selected:
-                from toolchain.runners.tensorrt import TensorRTTimedRunner
-
                 out.append(Candidate(name, "cuda", "fp16", lambda p=path, l=lrn, g=graph: TensorRTTimedRunner(
                     p, lrn=l, cuda_graph=g, plugin_library=plugin_library), _tensorrt_reason(lrn, path)))
     if "tensorrt-int8" in selected:
-        from toolchain.runners.tensorrt import TensorRTTimedRunner
-
         out.append(Candidate("tensorrt-int8", "cuda", "int8", lambda: TensorRTTimedRunner(
             int8_engine, lrn="plugin", plugin_library=plugin_library, name="tensorrt-int8"),
             _tensorrt_reason("plugin", int8_engine, flag="--int8-engine")))
