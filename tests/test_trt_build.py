@@ -296,8 +296,9 @@ def test_missing_tensorrt_is_one_line_through_the_cli(tmp_path):
     from tests.test_trt_runtime import _hide
 
     onnx_path = make_lrn_onnx(tmp_path / "x.onnx")
-    result = run_cli("build", onnx_path, "-o", tmp_path / "x.engine", env=_hide(tmp_path / "h", "tensorrt_lean"))
-    assert_one_line_error(result, "TensorRT is not installed", "pip install tensorrt")
+    result = run_cli("build", onnx_path, "-o", tmp_path / "x.engine",
+                     env=_hide(tmp_path / "h", "tensorrt_lean", "tensorrt_rtx"))
+    assert_one_line_error(result, "no TensorRT builder is installed", "pip install tensorrt-rtx")
     assert result.code == MissingDependencyError.exit_code
     assert not any(p.name.startswith("x.engine") for p in tmp_path.iterdir())  # nothing half-written
 

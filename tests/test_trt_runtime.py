@@ -318,8 +318,9 @@ def _hide(tmp_path, *modules):
 @pytest.mark.skipif(not HAVE_LEAN or HAVE_FULL_TRT, reason="needs tensorrt_lean without the full tensorrt")
 def test_lean_only_build_says_building_needs_full_tensorrt(tmp_path):
     onnx_path = make_lrn_onnx(tmp_path / "x.onnx")
-    result = run_cli("build", onnx_path, "-o", tmp_path / "x.engine", "--version-compatible")
-    assert_one_line_error(result, "building an engine needs the full TensorRT", "tensorrt_lean 11.4")
+    result = run_cli("build", onnx_path, "-o", tmp_path / "x.engine", "--version-compatible",
+                     env=_hide(tmp_path.parent / f"{tmp_path.name}-hidden", "tensorrt_rtx"))
+    assert_one_line_error(result, "building an engine needs a TensorRT builder", "tensorrt_lean 11.4")
     assert result.code == MissingDependencyError.exit_code
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.onnx"]  # nothing half-written
 

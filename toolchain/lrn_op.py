@@ -37,6 +37,8 @@ FIELDS = {"size": "INT", "alpha": "FLOAT", "beta": "FLOAT", "bias": "FLOAT"}
 INT32_MAX = 2**31 - 1
 #: Attributes the parser consumes to find the creator.
 LOOKUP_ATTRIBUTES = ("plugin_version", "plugin_namespace")
+#: Environment variable naming a file the plugin appends its build-call trace to (lrnOpNames.h).
+TRACE_FILE_ENV = "TOOLCHAIN_LRN_TRACE_FILE"
 
 
 @dataclass(frozen=True)

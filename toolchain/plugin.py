@@ -205,15 +205,16 @@ def build_plugins(build_dir: str | os.PathLike = DEFAULT_BUILD_DIR, *, source_di
     text = log_path.read_text(errors="replace")
     skipped = re.search(r"FusedLRN TensorRT plugin skipped: (.*)", text)
     found = None
-    for found in re.finditer(r"FusedLRN TensorRT plugin: TensorRT (\d+) headers (.*), library (.*) \(lean: (ON|OFF)\)", text):
+    for found in re.finditer(r"FusedLRN TensorRT plugin: TensorRT (\d+) headers (.*), library (.*?) "
+                             r"\((?:lean: (ON|OFF)|dynamic registration only)\)", text):
         pass  # the last configure of this log
 
     result = {"source_dir": str(source), "build_dir": str(build), "log": str(log_path),
               "cuda_archs": cuda_archs, "tensorrt_skipped": skipped.group(1).strip() if skipped and not found else None,
               "tensorrt_major": int(found.group(1)) if found else None,
               "tensorrt_include": found.group(2).strip() if found else None,
-              "tensorrt_library": found.group(3).strip() if found else None,
-              "tensorrt_lean": (found.group(4) == "ON") if found else None}
+              "tensorrt_library": (found.group(3).strip() if found.group(4) else None) if found else None,
+              "tensorrt_lean": (found.group(4) == "ON") if found and found.group(4) else None}
     names = {**LIBRARY_NAMES, **HARNESS_NAMES, **{f"{k}_asan": v for k, v in ASAN_LIBRARY_NAMES.items()}}
     for kind, name in names.items():
         path = next((p for p in _candidates(build, name) if p.is_file()), None)

@@ -19,5 +19,8 @@ constexpr char const* kLRN_FIELD_ALPHA{"alpha"}; // kFLOAT32, divided by size (P
 constexpr char const* kLRN_FIELD_BETA{"beta"};   // kFLOAT32
 constexpr char const* kLRN_FIELD_BIAS{"bias"};   // kFLOAT32 (k)
 
+// Environment variable naming a file the plugin appends its build-call trace to.
+constexpr char const* kLRN_TRACE_FILE_ENV{"TOOLCHAIN_LRN_TRACE_FILE"};
+
 } // namespace lrn
 } // namespace toolchain

@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -96,6 +97,58 @@ void logException(char const* where) noexcept
 bool isSupportedType(DataType t) noexcept
 {
     return t == DataType::kFLOAT || t == DataType::kHALF;
+}
+
+char const* typeName(DataType t) noexcept
+{
+    switch (t)
+    {
+    case DataType::kFLOAT: return "FLOAT";
+    case DataType::kHALF: return "HALF";
+    case DataType::kINT8: return "INT8";
+    case DataType::kINT32: return "INT32";
+    case DataType::kBOOL: return "BOOL";
+    default: return "OTHER";
+    }
+}
+
+std::string dimsText(Dims const& d)
+{
+    std::string text = "[";
+    for (int32_t i = 0; i < d.nbDims && i < Dims::MAX_DIMS; ++i)
+    {
+        text += (i ? "," : "") + std::to_string(d.d[i]);
+    }
+    return text + "]";
+}
+
+std::mutex gTraceMutex;
+
+// One VERBOSE line per build-time call TensorRT makes, so a build's log shows that (and how)
+// the real builder drove the plugin: "FusedLRN 'node' build call <method>: <detail>".
+// The same line is appended to $TOOLCHAIN_LRN_TRACE_FILE when set: TensorRT-RTX 1.7's logger
+// finder hands a dynamically loaded plugin no logger (findLogger() returns null).
+void traceBuildCall(std::string const& node, char const* method, std::string const& detail) noexcept
+{
+    try
+    {
+        std::string const line
+            = std::string(kLRN_PLUGIN_NAME) + " '" + node + "' build call " + method + ": " + detail;
+        log(ILogger::Severity::kVERBOSE, line.c_str());
+        char const* path = std::getenv(kLRN_TRACE_FILE_ENV);
+        if (path != nullptr && path[0] != '\0')
+        {
+            std::lock_guard<std::mutex> lock(gTraceMutex);
+            if (FILE* file = std::fopen(path, "a"))
+            {
+                std::fprintf(file, "%s\n", line.c_str());
+                std::fclose(file);
+            }
+        }
+    }
+    catch (...)
+    {
+    }
 }
 
 // Reads one scalar field, accepting the widths TensorRT or callers may use.
@@ -225,6 +278,9 @@ int32_t LrnPlugin::configurePlugin(
         {
             throw std::invalid_argument("supports FP32 or FP16 with output type = input type");
         }
+        traceBuildCall(mName, "configurePlugin",
+            std::string("type ") + typeName(in[0].desc.type) + " min " + dimsText(in[0].min) + " max "
+                + dimsText(in[0].max));
         return 0;
     }
     catch (...)
@@ -269,6 +325,7 @@ int32_t LrnPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, Di
                 "expects a 4-D NCHW tensor, got rank " + std::to_string(inputs[0].nbDims));
         }
         outputs[0] = inputs[0];
+        traceBuildCall(mName, "getOutputShapes", "input rank " + std::to_string(inputs[0].nbDims));
         return 0;
     }
     catch (...)
@@ -289,15 +346,18 @@ bool LrnPlugin::supportsFormatCombination(
         }
         // The output is accepted only next to an accepted input (TensorRT usually asks in
         // order, but the answer must not depend on that).
-        for (int32_t i = 0; i <= pos; ++i)
+        bool supported = true;
+        for (int32_t i = 0; i <= pos && supported; ++i)
         {
             PluginTensorDesc const& desc = inOut[i].desc;
-            if (desc.format != TensorFormat::kLINEAR || desc.dims.nbDims != 4 || !isSupportedType(desc.type))
-            {
-                return false;
-            }
+            supported = desc.format == TensorFormat::kLINEAR && desc.dims.nbDims == 4 && isSupportedType(desc.type);
         }
-        return pos == 0 || inOut[1].desc.type == inOut[0].desc.type;
+        supported = supported && (pos == 0 || inOut[1].desc.type == inOut[0].desc.type);
+        traceBuildCall(mName, "supportsFormatCombination",
+            "pos " + std::to_string(pos) + " type " + typeName(inOut[pos].desc.type)
+                + (inOut[pos].desc.format == TensorFormat::kLINEAR ? " LINEAR" : " other format")
+                + (supported ? " -> yes" : " -> no"));
+        return supported;
     }
     catch (...)
     {

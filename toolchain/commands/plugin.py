@@ -18,7 +18,9 @@ def plugin():
 @click.option("--cuda-archs", default=None,
               help='CMake CUDA architectures, e.g. "80;90" or "native" (default: the project\'s "80-real;90").')
 @click.option("--tensorrt-root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="TensorRT prefix with include/ and lib/ (default: $TensorRT_ROOT, the pip tensorrt package, system paths).")
+              help="TensorRT prefix with include/ and lib/, or an include folder alone (headers only: just the "
+                   "dynamic plugin, which TensorRT-RTX loads). Default: $TensorRT_ROOT, the pip tensorrt package, "
+                   "system paths.")
 @click.option("--library-kind", type=click.Choice(["auto", "full", "lean"]), default="auto", show_default=True,
               help="TensorRT library the static plugin links: libnvinfer (full), libnvinfer_lean (lean: for the "
                    "lean runtime and version-compatible deployments), or full when found, else lean (auto).")
@@ -34,9 +36,12 @@ def build(build_dir: Path, cuda_archs: str | None, tensorrt_root: Path | None, l
     for kind in (*LIBRARY_NAMES, *HARNESS_NAMES):
         if result.get(kind):
             click.echo(f"{kind:17s} {result[kind]}")
-    if result["tensorrt_major"]:
+    if result["tensorrt_major"] and result["tensorrt_library"]:
         flavour = "lean runtime" if result["tensorrt_lean"] else "full runtime"
         click.echo(f"{'TensorRT':17s} {result['tensorrt_major']}.x {flavour}: {result['tensorrt_library']}")
+    elif result["tensorrt_major"]:
+        click.echo(f"{'TensorRT':17s} {result['tensorrt_major']}.x headers only: the dynamic-registration plugin "
+                   "(what TensorRT-RTX and IPluginRegistry.loadLibrary load)")
     if result["tensorrt_skipped"]:
         click.echo(f"TensorRT plugin skipped: {result['tensorrt_skipped']}")
     click.echo(f"log               {result['log']}")

@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from toolchain import lrn_op
 from toolchain.errors import ToolchainError
 from toolchain.io import check_writable, require_file, sha256_file, write_bytes_atomic, write_text_atomic
 from toolchain.trt import compat, create_checked, make_logger, manifest as manifest_mod
-from toolchain.trt.compat import BuildOptions, PrecisionPlan, Profile
+from toolchain.trt.compat import BuildOptions, Flavour, PrecisionPlan, Profile
 
 #: ONNX metadata keys copied into the manifest's "model" section (JSON-decoded).
 MODEL_METADATA_KEYS = ("variant", "classes", "num_classes", "image_size", "in_channels", "mean", "std",
@@ -148,15 +150,33 @@ class BuildPlan:
     needs_plugin: bool
     notes: list[str] = field(default_factory=list)
     plugin_path: Path | None = None  # set by build_engine once the library is found
+    flavour: Flavour = field(default_factory=lambda: Flavour(compat.FULL, "10.16.0"))
+    targets: list[str] = field(default_factory=list)  # TensorRT-RTX compute capabilities; empty: portable
+
+    @property
+    def dynamic_plugin(self) -> bool:
+        """Whether the plugin is the dynamic-registration library (IPluginRegistry.loadLibrary): what
+        TensorRT-RTX loads, and what a build that serializes the library into the engine needs."""
+        return self.needs_plugin and (self.flavour.rtx or self.options.serializes_plugin)
 
 
-def plan_build(info: OnnxInfo, options: BuildOptions, tensorrt_version: str) -> BuildPlan:
-    """Every decision of a build, before TensorRT does anything; one-line errors for bad combinations."""
+def plan_build(info: OnnxInfo, options: BuildOptions, builder: str | Flavour) -> BuildPlan:
+    """Every decision of a build, before TensorRT does anything; one-line errors for bad combinations.
+
+    ``builder``: the flavour that builds (a plain version string means the full TensorRT of that version).
+    """
     options.validate()
+    flavour = builder if isinstance(builder, Flavour) else Flavour(compat.FULL, builder)
+    flavour_notes = compat.check_flavour_options(options, flavour)
+    targets = compat.resolve_targets(options.compute_capabilities, flavour)
     if compat.INPUT_NAME not in info.input_names:
         raise ToolchainError(f"the ONNX input is named {info.input_names[0]!r}, expected {compat.INPUT_NAME!r}",
                              hint="export it with `toolchain export`")
     compat.check_lrn_mode(options.lrn, info.lrn, len(info.fused_lrn_nodes), lrn_op.OP_TYPE)
+    function = f"{lrn_op.DOMAIN}:{lrn_op.OP_TYPE}"
+    if options.lrn == "function" and function not in info.local_functions:
+        raise ToolchainError(f"--lrn function needs the model-local function {function}, which {info.path} lacks",
+                             hint="re-export it with `toolchain export`, or build it with --lrn plugin")
     if info.dtype is None:
         raise ToolchainError(f"cannot tell whether {info.path} is FP16 or FP32 (no toolchain.dtype metadata)",
                              hint="export it with `toolchain export --dtype fp16`")
@@ -167,19 +187,71 @@ def plan_build(info: OnnxInfo, options: BuildOptions, tensorrt_version: str) -> 
         raise ToolchainError(f"{info.path} dequantizes {info.int32_dq_nodes} INT32 tensor(s) (biases quantized for "
                              "ONNX Runtime), which TensorRT's ONNX parser refuses",
                              hint="quantize with `toolchain quantize --target tensorrt`")
-    precision = compat.plan_precision(info.dtype, tensorrt_version, allow_fp32=options.allow_fp32,
-                                      quantized=info.qdq_nodes > 0)
+    precision = compat.plan_precision(info.dtype, flavour.version, allow_fp32=options.allow_fp32,
+                                      quantized=info.qdq_nodes > 0, flavour=flavour.name)
     profile = compat.resolve_profile(info.input_dims, info.metadata, options)
-    notes = [precision.reason]
+    notes = [precision.reason, *flavour_notes]
     if info.dtype_source != "metadata":
         notes.append(f"no toolchain.dtype metadata: {info.dtype} guessed from the initializers")
-    if options.version_compatible and options.lrn == "plugin":
-        notes.append("version-compatible: the dynamic plugin library is serialized into the engine")
+    if options.serializes_plugin:
+        notes.append(f"{'version-compatible: ' if options.version_compatible else ''}the dynamic plugin library is "
+                     "serialized into the engine")
+    if flavour.rtx:
+        notes.append(f"{flavour.label} targets: {', '.join(targets) if targets else 'its portable default'}")
+    if options.lrn == "function":
+        notes.append(f"--lrn function: the parser imports the {lrn_op.OP_TYPE} nodes' local function as standard "
+                     "layers; no plugin is loaded")
     if info.nodes_without_namespace:
         notes.append(f"{len(info.nodes_without_namespace)} {lrn_op.OP_TYPE} node(s) lack plugin_namespace: "
                      f"the parser looks the plugin up in namespace '' (or the node's domain), not {lrn_op.PLUGIN_NAMESPACE!r}")
     return BuildPlan(options=options, precision=precision, profile=profile, input_name=compat.INPUT_NAME,
-                     needs_plugin=options.lrn == "plugin", notes=notes)
+                     needs_plugin=options.lrn == "plugin", notes=notes, flavour=flavour, targets=targets)
+
+
+def load_decision(flavour: Flavour, device: dict | None, targets: list[str]) -> str | None:
+    """Why the freshly built engine is not deserialized here (None: load it, inspect it, read its I/O).
+
+    The full builder only runs with a GPU, so its engines are always loaded. TensorRT-RTX builds
+    on the CPU; deserializing needs a GPU among the engine's targets.
+    """
+    if not flavour.rtx:
+        return None
+    if not device or not device.get("compute_capability"):
+        return (f"no CUDA GPU here: {flavour.label} built it ahead of time on the CPU; it is compiled for the GPU "
+                "when an RTX-class GPU loads it")
+    problem = compat.rtx_gpu_problem(device["compute_capability"], targets)
+    return f"{problem}, so it cannot be loaded here" if problem else None
+
+
+def layer_counts(types: list[str]) -> dict[str, int]:
+    """Layer type name -> count, most common first (the manifest's ``layers.by_type``)."""
+    counts: dict[str, int] = {}
+    for name in types:
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+TRACE_LINE = re.compile(rf"{lrn_op.OP_TYPE} '(?P<node>[^']*)' build call (?P<method>\w+): (?P<detail>.*)")
+DIMS = re.compile(r"type (?P<type>\w+) min \[(?P<min>[-\d,]*)\] max \[(?P<max>[-\d,]*)\]")
+
+
+def summarize_plugin_trace(lines: list[str]) -> dict:
+    """The FusedLRN plugin's build-call trace (one line per call TensorRT made) as the manifest records it:
+    calls per method, and per node the type and min/max input shapes ``configurePlugin`` was given."""
+    calls: dict[str, int] = {}
+    configured: dict[str, dict] = {}
+    for line in lines:
+        match = TRACE_LINE.search(line)
+        if not match:
+            continue
+        method = match["method"]
+        calls[method] = calls.get(method, 0) + 1
+        dims = DIMS.search(match["detail"]) if method == "configurePlugin" else None
+        if dims:
+            to_list = lambda text: [int(v) for v in text.split(",") if v]  # noqa: E731
+            configured[match["node"]] = {"type": dims["type"], "min": to_list(dims["min"]), "max": to_list(dims["max"])}
+    return {"calls": calls, "configure": configured}
+
 
 
 def output_paths(engine_path: str | os.PathLike) -> dict[str, Path]:
@@ -221,15 +293,18 @@ def find_plugin_layers(layer_info: dict | list | str, op_type: str = lrn_op.OP_T
 
 def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, info: OnnxInfo, plan: BuildPlan,
                   plugin_path: Path | None, plugin_sha256: str | None, tensorrt_version: str, tensorrt_package: str,
-                  device: dict, io: dict, layers: dict, parser: dict, build_seconds: float) -> dict:
+                  device: dict, io: dict, layers: dict, parser: dict, build_seconds: float,
+                  loaded: dict | None = None, plugin_calls: dict | None = None) -> dict:
     """The manifest body (see :mod:`toolchain.trt.manifest`); pure, so tested without TensorRT."""
     plugin = None
     if plugin_path is not None:
         plugin = {"file": str(Path(plugin_path).resolve()), "name": Path(plugin_path).name, "sha256": plugin_sha256,
                   "bytes": Path(plugin_path).stat().st_size, "creator": {
                       "name": lrn_op.OP_TYPE, "version": lrn_op.PLUGIN_VERSION, "namespace": lrn_op.PLUGIN_NAMESPACE},
-                  # Version-compatible engines carry the (dynamic) library: the runtime loads none.
-                  "serialized_in_engine": bool(plan.options.version_compatible)}
+                  "registration": "dynamic" if plan.dynamic_plugin else "static",
+                  # An engine that carries the (dynamic) library needs none loaded at run time.
+                  "serialized_in_engine": plan.options.serializes_plugin,
+                  "build_calls": plugin_calls}
     return {
         "created": manifest_mod.utc_now(),
         "toolchain_version": toolchain.__version__,
@@ -239,7 +314,7 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
         "plugin": plugin,
         "model": info.model_section(),
         "environment": {
-            "tensorrt": tensorrt_version, "tensorrt_package": tensorrt_package,
+            "flavour": plan.flavour.name, "tensorrt": tensorrt_version, "tensorrt_package": tensorrt_package,
             "cuda_runtime": device.get("cuda_runtime"), "cuda_driver": device.get("cuda_driver"),
             "nvidia_driver": device.get("nvidia_driver"), "python": sys.version.split()[0],
             "gpu": {"name": device.get("name"), "compute_capability": device.get("compute_capability"),
@@ -249,9 +324,11 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
                   "strongly_typed": plan.precision.strongly_typed, "fp16_builder_flag": plan.precision.fp16_flag,
                   "int8_builder_flag": plan.precision.int8_flag, "qdq_nodes": info.qdq_nodes,
                   "typing": plan.precision.reason, "profile": {plan.input_name: plan.profile.to_dict()},
+                  "targets": plan.targets or ("portable" if plan.flavour.rtx else "this GPU"),
                   "parser": parser, "seconds": round(build_seconds, 2), "notes": plan.notes},
         "io": io,
         "layers": layers,
+        "loaded": loaded or {"loaded": True, "reason": None},
     }
 
 
@@ -261,59 +338,67 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
 def build_engine(onnx_path, engine_path, *, plugin_library=None, lrn: str = "plugin", min_batch: int | None = None,
                  opt_batch: int | None = None, max_batch: int | None = None, workspace_mib: int | None = None,
                  timing_cache=None, force: bool = False, allow_fp32: bool = False, verbose: bool = False,
-                 version_compatible: bool = False, log=None) -> Path:
+                 version_compatible: bool = False, embed_plugin: bool = False, compute_capabilities=(),
+                 tensorrt: str = "auto", log=None) -> Path:
     """Build ENGINE from ONNX; write ENGINE, ENGINE.layers.json and ENGINE.manifest.json. Returns ENGINE.
 
-    ``plugin_library`` defaults to ``toolchain.plugin.find_library("tensorrt")``
-    (unused with ``lrn="native"``), or the dynamic variant with ``version_compatible``:
-    a VERSION_COMPATIBLE engine with that library serialized into it, which the lean
-    runtime runs without any plugin file. Batches left ``None`` default to 1 / max / 256
-    for a dynamic batch axis, or to the ONNX's static batch.
+    ``tensorrt`` picks the builder: "full" (``tensorrt``), "rtx" (``tensorrt_rtx``, builds on the CPU)
+    or "auto" (the full one when installed, else TensorRT-RTX). ``plugin_library`` defaults to
+    ``toolchain.plugin.find_library("tensorrt")`` (unused with ``lrn="native"``/``"function"``), or to
+    the dynamic variant where the build needs it: TensorRT-RTX, ``version_compatible`` (a
+    VERSION_COMPATIBLE engine the lean runtime runs) and ``embed_plugin`` (the library serialized
+    into the engine). ``compute_capabilities``: TensorRT-RTX targets (default: its portable set).
+    Batches left ``None`` default to 1 / max / 256 for a dynamic batch axis, or to the ONNX's static batch.
     """
     from toolchain.trt import import_tensorrt_builder
 
     log = log or (lambda message: print(message, file=sys.stderr))
     options = BuildOptions(lrn=lrn, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                            workspace_mib=workspace_mib, timing_cache=str(timing_cache) if timing_cache else None,
-                           allow_fp32=allow_fp32, version_compatible=version_compatible).validate()
+                           allow_fp32=allow_fp32, version_compatible=version_compatible, embed_plugin=embed_plugin,
+                           compute_capabilities=tuple(str(c) for c in compute_capabilities or ())).validate()
     paths = check_outputs(engine_path, force=force)
     info = inspect_onnx(onnx_path)
-    trt = import_tensorrt_builder()
-    plan = plan_build(info, options, trt.__version__)
+    trt = import_tensorrt_builder(tensorrt)
+    flavour = compat.flavour_of(trt.__name__, trt.__version__)
+    plan = plan_build(info, options, flavour)
     for note in plan.notes:
         log(f"note: {note}")
+    if plugin_library and not plan.needs_plugin:
+        log(f"note: --lrn {lrn}: the plugin library is not needed and not loaded")
+    if flavour.rtx:
+        from toolchain.trt import ensure_rtx_parser_library, rtx_library_dir
+
+        # Before any plugin node reaches the parser, which would otherwise abort the process.
+        how = ensure_rtx_parser_library(rtx_library_dir(trt))
+        if how == "created":
+            log(f"note: linked libtensorrt_rtx.so in {rtx_library_dir(trt)} (TensorRT-RTX's parser dlopens that name)")
     plugin_path = plugin_sha256 = None
     if plan.needs_plugin:
-        from toolchain.trt.plugins import (default_plugin_library, load_dynamic_plugin_library, load_plugin_library,
-                                           require_creator)
-
-        if version_compatible:
-            plugin_path = Path(plugin_library) if plugin_library else default_plugin_library("tensorrt_dynamic")
-            plugin_sha256 = load_dynamic_plugin_library(trt, plugin_path)
-        else:
-            plugin_path = Path(plugin_library) if plugin_library else default_plugin_library()
-            plugin_sha256 = load_plugin_library(plugin_path)
-        require_creator(trt, plugin_path)
+        plugin_path, plugin_sha256 = _load_plugin(trt, plan, plugin_library)
         plan.plugin_path = plugin_path.resolve()
-    elif plugin_library:
-        log("note: --lrn native: the plugin library is not needed and not loaded")
-    from toolchain.trt.device import device_info
-
-    device = device_info(0)
+    device = _device_or_none()
+    not_loaded = load_decision(flavour, device, plan.targets)
     started = time.perf_counter()
-    result = _build_with_tensorrt(trt, info, plan, verbose=verbose, log=log)
+    with _plugin_trace_file() as trace_path:
+        result = _build_with_tensorrt(trt, info, plan, load=not_loaded is None, verbose=verbose, log=log)
+        trace = result["plugin_trace"] + _read_lines(trace_path)
     seconds = time.perf_counter() - started
+    if not_loaded:
+        log(f"note: the engine was not loaded after the build: {not_loaded}")
 
     engine_bytes = result["engine"]
     engine_sha256 = hashlib.sha256(engine_bytes).hexdigest()
     layer_text = result["layer_info"]
-    plugin_layers = find_plugin_layers(layer_text, node_names=info.fused_lrn_nodes) if layer_text else []
-    if plan.needs_plugin and layer_text and not plugin_layers:
+    plugin_layers = find_plugin_layers(layer_text, node_names=info.fused_lrn_nodes) if result["loaded"] else []
+    if plan.needs_plugin and result["loaded"] and not plugin_layers:
         # The network check passed, so this is about the inspector's format; say so instead of failing.
         log("warning: the engine inspector lists no FusedLRN plugin layer; see " + str(paths["layers"]))
-    layers = {"file": paths["layers"].name, "network_layers": result["network_layers"],
-              "network_plugin_layers": result["plugin_layers"], "network_lrn_layers": result["lrn_layers"],
-              "engine_plugin_layers": plugin_layers}
+    network = result["network"]
+    layers = {"file": paths["layers"].name, "source": "engine inspector" if result["loaded"] else "network",
+              "network_layers": network["total"], "by_type": network["by_type"],
+              "network_plugin_layers": network["plugin_v3"], "plugin_io": network["plugin_io"],
+              "network_lrn_layers": network["lrn"], "engine_plugin_layers": plugin_layers}
     if timing_cache and result["timing_cache"]:
         # A cache, not a result: replacing it is the point (still atomic).
         write_bytes_atomic(timing_cache, result["timing_cache"], force=True)
@@ -321,38 +406,102 @@ def build_engine(onnx_path, engine_path, *, plugin_library=None, lrn: str = "plu
     write_text_atomic(paths["layers"], layer_text or "{}", force=force)
     body = make_manifest(engine_path=paths["engine"], engine_sha256=engine_sha256, engine_bytes=len(engine_bytes),
                          info=info, plan=plan, plugin_path=plugin_path, plugin_sha256=plugin_sha256,
-                         tensorrt_version=trt.__version__, tensorrt_package=trt.__name__, device=device,
-                         io=result["io"], layers=layers, parser=result["parser"], build_seconds=seconds)
+                         tensorrt_version=trt.__version__, tensorrt_package=trt.__name__, device=device or {},
+                         io=result["io"], layers=layers, parser=result["parser"], build_seconds=seconds,
+                         loaded={"loaded": result["loaded"], "reason": not_loaded},
+                         plugin_calls=summarize_plugin_trace(trace) if plan.needs_plugin else None)
     manifest_mod.write_manifest(paths["engine"], body, force=force)
     return paths["engine"]
 
 
+def _load_plugin(trt, plan: BuildPlan, plugin_library) -> tuple[Path, str]:
+    """Load the plugin library the plan needs (static: dlopen; dynamic: the registry's loadLibrary) and
+    check that it registered the FusedLRN creator; return its path and sha256."""
+    from toolchain.trt.plugins import (default_plugin_library, load_dynamic_plugin_library, load_plugin_library,
+                                       require_creator)
+
+    if plan.dynamic_plugin:
+        path = Path(plugin_library) if plugin_library else default_plugin_library("tensorrt_dynamic")
+        why = (f"{plan.flavour.label} loads plugins with IPluginRegistry.loadLibrary" if plan.flavour.rtx
+               else "a plugin serialized into the engine must be")
+        digest = load_dynamic_plugin_library(trt, path, why=why)
+    else:
+        path = Path(plugin_library) if plugin_library else default_plugin_library()
+        digest = load_plugin_library(path)
+    require_creator(trt, path)
+    return path, digest
+
+
+def _device_or_none() -> dict | None:
+    """This machine's GPU 0 (name, compute capability, versions), or None without one."""
+    from toolchain.errors import MissingDependencyError
+    from toolchain.trt.device import device_info
+
+    try:
+        return device_info(0)
+    except MissingDependencyError:
+        return None
+
+
+class _plugin_trace_file:
+    """A temporary file named by $TOOLCHAIN_LRN_TRACE_FILE for the duration of a build: the plugin
+    appends its build-call lines there (TensorRT-RTX hands a loaded library no logger)."""
+
+    def __enter__(self) -> Path:
+        handle, name = tempfile.mkstemp(prefix="toolchain-lrn-trace-", suffix=".log")
+        os.close(handle)
+        self.path = Path(name)
+        self.previous = os.environ.get(lrn_op.TRACE_FILE_ENV)
+        os.environ[lrn_op.TRACE_FILE_ENV] = name
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is None:
+            os.environ.pop(lrn_op.TRACE_FILE_ENV, None)
+        else:
+            os.environ[lrn_op.TRACE_FILE_ENV] = self.previous
+        self.path.unlink(missing_ok=True)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
 def _network_flags(trt, plan: BuildPlan) -> int:
     flags = 0
-    if plan.precision.strongly_typed:
-        # Ignored (every network is strongly typed) but still defined in 11.x.
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if plan.precision.strongly_typed and strongly_typed is not None:
+        # Ignored where every network is strongly typed (11.x, RTX) but still defined there.
+        flags |= 1 << int(strongly_typed)
     return flags
 
 
-def _parse(trt, network, logger, info: OnnxInfo) -> tuple[object, dict]:
+def _parse(trt, network, logger, info: OnnxInfo, plan: BuildPlan) -> tuple[object, dict]:
     parser = trt.OnnxParser(network, logger)
     override = getattr(trt.OnnxParserFlag, "ENABLE_PLUGIN_OVERRIDE", None)
-    if override is not None:
+    keep_function = plan.options.lrn == "function"
+    if override is not None and not keep_function:
         # 10.15+: a node with a model-local function goes to the function unless this is set.
         parser.set_flag(override)
-    # The parser gets the model without the FusedLRN local function, so every node takes the
-    # plugin on every release; ``path`` lets it find external data beside the file.
-    ok = parser.parse(parser_model_bytes(info.path), info.path)
+    # For the plugin, the parser gets the model without the FusedLRN local function, so every node
+    # takes the plugin on every release; ``path`` lets it find external data beside the file.
+    data = Path(info.path).read_bytes() if keep_function else parser_model_bytes(info.path)
+    ok = parser.parse(data, info.path)
     if not ok or parser.num_errors:
         lines = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
         for line in lines:
             print(f"onnx parser: {line}", file=sys.stderr)
         first = lines[0] if lines else logger.last_error()
-        raise ToolchainError(f"TensorRT could not parse {info.path}: {first}"
+        refused = [line for line in [*lines, *logger.errors] if lrn_op.OP_TYPE in line]
+        raise ToolchainError(f"TensorRT could not parse {info.path}: {refused[0] if refused else first}"
                              + (f" (and {len(lines) - 1} more error(s), listed above)" if len(lines) > 1 else ""),
-                             hint="was it exported by `toolchain export` and is the plugin library loaded?")
-    return parser, {"plugin_override_flag": override is not None, "local_function_removed": True}
+                             hint="was it exported by `toolchain export` and does the plugin accept its nodes "
+                                  "(`toolchain plugin check --onnx`)?")
+    return parser, {"plugin_override_flag": override is not None and not keep_function,
+                    "local_function_removed": not keep_function}
 
 
 def set_timing_cache(config, cache_path: Path | None, log) -> str:
@@ -382,27 +531,76 @@ def set_timing_cache(config, cache_path: Path | None, log) -> str:
     return "replaced" if data else "new"
 
 
-def _count_layers(trt, network) -> dict:
-    counts = {"total": network.num_layers, "plugin_v3": [], "lrn": 0}
+def network_facts(trt, network) -> dict:
+    """Layer counts by type, the PluginV3 layers (names and I/O types) and built-in LRN layers of a parsed network."""
+    facts = {"total": network.num_layers, "plugin_v3": [], "plugin_io": [], "lrn": 0}
     lrn_type = getattr(trt.LayerType, "LRN", None)
+    types = []
     for index in range(network.num_layers):
         layer = network.get_layer(index)
+        types.append(layer.type.name)
         if layer.type == trt.LayerType.PLUGIN_V3:
-            counts["plugin_v3"].append(layer.name)
+            facts["plugin_v3"].append(layer.name)
+            facts["plugin_io"].append({"name": layer.name, "inputs": [layer.get_input(i).dtype.name
+                                                                      for i in range(layer.num_inputs)],
+                                       "outputs": [layer.get_output(i).dtype.name for i in range(layer.num_outputs)]})
         elif lrn_type is not None and layer.type == lrn_type:
-            counts["lrn"] += 1
-    return counts
+            facts["lrn"] += 1
+    facts["by_type"] = layer_counts(types)
+    return facts
 
 
-def check_plugin_took_nodes(info: OnnxInfo, plugin_layer_names: list[str], lrn_layers: int, lrn: str) -> None:
-    """After parsing: with ``lrn="plugin"`` every FusedLRN node must be a PluginV3 layer (pure; tested)."""
+def network_layer_info(trt, network) -> dict:
+    """The parsed network's layers (name, type, I/O tensors) in the engine inspector's JSON shape, for a
+    build that is not deserialized here (the inspector needs a loaded engine)."""
+    def tensor(t):
+        return {"Name": t.name, "Dimensions": [int(d) for d in t.shape], "Format/Datatype": t.dtype.name}
+
+    layers = []
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        layers.append({"Name": layer.name, "LayerType": layer.type.name,
+                       "Inputs": [tensor(layer.get_input(i)) for i in range(layer.num_inputs)
+                                  if layer.get_input(i) is not None],
+                       "Outputs": [tensor(layer.get_output(i)) for i in range(layer.num_outputs)]})
+    return {"Source": "network (the engine was not loaded here)", "Layers": layers}
+
+
+def network_io(network, plan: BuildPlan) -> dict:
+    """The I/O as :func:`toolchain.trt.runtime.engine_io` records it, from the network and the plan's profile."""
+    io = {"inputs": [], "outputs": []}
+    for index in range(network.num_inputs):
+        t = network.get_input(index)
+        spec = {"name": t.name, "dtype": manifest_mod.numpy_dtype_name(t.dtype.name), "shape": [int(d) for d in t.shape]}
+        if t.name == plan.input_name:
+            spec["profile"] = plan.profile.to_dict()
+        io["inputs"].append(spec)
+    for index in range(network.num_outputs):
+        t = network.get_output(index)
+        io["outputs"].append({"name": t.name, "dtype": manifest_mod.numpy_dtype_name(t.dtype.name),
+                              "shape": [int(d) for d in t.shape]})
+    return io
+
+
+def check_plugin_took_nodes(info: OnnxInfo, plugin_layer_names: list[str], lrn_layers: int, lrn: str,
+                            library: Path | str | None = None) -> None:
+    """After parsing: with ``lrn="plugin"`` every FusedLRN node must be a PluginV3 layer (of ``library``, the
+    only one that registered the creator); with ``lrn="function"`` none may be (pure; tested)."""
+    if lrn == "function":
+        if plugin_layer_names:
+            raise ToolchainError(f"--lrn function, but TensorRT made plugin layer(s) {', '.join(plugin_layer_names)}: "
+                                 f"a {lrn_op.OP_TYPE} creator is registered in this process",
+                                 hint="build it in a process that loads no plugin library, or with --lrn plugin")
+        return
     if lrn != "plugin":
         return
-    expected = len(info.fused_lrn_nodes)
-    if len(plugin_layer_names) != expected:
+    missing = [name for name in info.fused_lrn_nodes if name not in plugin_layer_names]
+    if missing or len(plugin_layer_names) != len(info.fused_lrn_nodes):
+        of = f" of {library}" if library else ""
+        named = f" (not: node {', '.join(repr(m) for m in missing)})" if missing else ""
         raise ToolchainError(
-            f"TensorRT made {len(plugin_layer_names)} plugin layer(s) for the {expected} {lrn_op.OP_TYPE} node(s): "
-            "the parser did not find the plugin creator for every node",
+            f"TensorRT made {len(plugin_layer_names)} plugin layer(s){of} for the {len(info.fused_lrn_nodes)} "
+            f"{lrn_op.OP_TYPE} node(s){named}: the parser did not find the plugin creator for every node",
             hint=f"check that the nodes carry plugin_version {lrn_op.PLUGIN_VERSION!r} and plugin_namespace "
                  f"{lrn_op.PLUGIN_NAMESPACE!r} (re-export with `toolchain export`) and that the plugin library "
                  "is built for this TensorRT (`toolchain plugin build --force`)")
@@ -410,14 +608,15 @@ def check_plugin_took_nodes(info: OnnxInfo, plugin_layer_names: list[str], lrn_l
         raise ToolchainError(f"TensorRT made {lrn_layers} built-in LRN layer(s) from an ONNX exported for the plugin")
 
 
-def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool, log) -> dict:
-    """Parse, check, build, inspect. Returns engine bytes, layer JSON, I/O, counts, timing cache bytes."""
+def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, load: bool = True, verbose: bool, log) -> dict:
+    """Parse, check, build, and (``load``) deserialize and inspect. Returns engine bytes, layer JSON, I/O,
+    network facts, timing cache bytes and the plugin's build-call trace from the logger."""
     logger = make_logger(trt, verbose=verbose, log=log)
     builder = create_checked(lambda: trt.Builder(logger), logger, "builder")
     network = builder.create_network(_network_flags(trt, plan))
-    parser, parser_info = _parse(trt, network, logger, info)
-    counts = _count_layers(trt, network)
-    check_plugin_took_nodes(info, counts["plugin_v3"], counts["lrn"], plan.options.lrn)
+    parser, parser_info = _parse(trt, network, logger, info, plan)
+    facts = network_facts(trt, network)
+    check_plugin_took_nodes(info, facts["plugin_v3"], facts["lrn"], plan.options.lrn, plan.plugin_path)
 
     config = builder.create_builder_config()
     if plan.precision.fp16_flag:
@@ -436,27 +635,49 @@ def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool,
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     profile = builder.create_optimization_profile()
     profile.set_shape(plan.input_name, plan.profile.min, plan.profile.opt, plan.profile.max)
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:
+        raise ToolchainError(f"TensorRT refused the optimization profile for {plan.input_name!r} (min "
+                             f"{plan.profile.min}, opt {plan.profile.opt}, max {plan.profile.max}): {logger.last_error()}",
+                             hint="give batch sizes with --min-batch <= --opt-batch <= --max-batch")
+    if plan.targets:
+        # TensorRT-RTX ahead-of-time targets; none set = its portable default.
+        config.num_compute_capabilities = len(plan.targets)
+        for index, name in enumerate(plan.targets):
+            if not config.set_compute_capability(getattr(trt.ComputeCapability, name), index):
+                raise ToolchainError(f"{plan.flavour.label} refused compute capability target {name}: "
+                                     f"{logger.last_error()}", hint="leave --compute-capability out for its portable default")
 
     cache_path = Path(plan.options.timing_cache) if plan.options.timing_cache else None
-    set_timing_cache(config, cache_path, log)
+    use_cache = cache_path is not None and not plan.flavour.rtx  # RTX: a no-op that would query a GPU
+    if use_cache:
+        set_timing_cache(config, cache_path, log)
     if plan.options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        if plan.needs_plugin:
-            # The dynamic plugin library goes into the engine: the lean runtime then needs nothing else.
-            config.plugins_to_serialize = [str(plan.plugin_path)]
+    if plan.options.serializes_plugin:
+        # The dynamic plugin library goes into the engine: its runtime then needs no plugin file.
+        config.plugins_to_serialize = [str(plan.plugin_path)]
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ToolchainError(f"TensorRT failed to build the engine: {logger.last_error()}")
     engine_bytes = bytes(serialized)
-    new_cache = config.get_timing_cache()
-    cache_out = bytes(new_cache.serialize()) if (cache_path and new_cache is not None) else None
+    new_cache = config.get_timing_cache() if use_cache else None
+    cache_out = bytes(new_cache.serialize()) if new_cache is not None else None
 
+    if load:
+        layer_info, io = _load_and_inspect(trt, logger, engine_bytes, plan)
+    else:
+        layer_info, io = json.dumps(network_layer_info(trt, network), indent=1), network_io(network, plan)
+    del parser  # before the network it refers to
+    return {"engine": engine_bytes, "layer_info": layer_info, "io": io, "timing_cache": cache_out,
+            "network": facts, "parser": parser_info, "loaded": load, "plugin_trace": list(logger.plugin_trace)}
+
+
+def _load_and_inspect(trt, logger, engine_bytes: bytes, plan: BuildPlan) -> tuple[str | None, dict]:
     runtime = trt.Runtime(logger)
-    if plan.options.version_compatible:
-        # A version-compatible plan embeds the lean runtime (and here the plugin library):
-        # host code TensorRT refuses to deserialize unless allowed (as trtexec and Polygraphy do).
+    if plan.options.serializes_plugin:
+        # The plan carries the plugin library (and a version-compatible one the lean runtime): host
+        # code TensorRT refuses to deserialize unless allowed (as trtexec and Polygraphy do).
         runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(engine_bytes)
     if engine is None:
@@ -466,7 +687,5 @@ def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, verbose: bool,
     from toolchain.trt.runtime import engine_io
 
     io = engine_io(trt, engine)
-    del inspector, engine, runtime, parser  # before the network they refer to
-    return {"engine": engine_bytes, "layer_info": layer_info, "io": io, "timing_cache": cache_out,
-            "network_layers": counts["total"], "plugin_layers": counts["plugin_v3"], "lrn_layers": counts["lrn"],
-            "parser": parser_info}
+    del inspector, engine, runtime
+    return layer_info, io

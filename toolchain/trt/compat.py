@@ -14,8 +14,9 @@ from toolchain.errors import ToolchainError
 
 #: Inclusive range of TensorRT major versions this toolchain is written for.
 SUPPORTED_MAJORS = (10, 11)
-#: LRN modes of an export: through our plugin, or as the standard ONNX ``LRN``.
-LRN_MODES = ("plugin", "native")
+#: How LRN reaches the engine: the FusedLRN nodes through our plugin; the standard ONNX ``LRN`` of a
+#: native export; or the FusedLRN nodes' model-local function imported as standard layers (no plugin).
+LRN_MODES = ("plugin", "native", "function")
 #: Name of the engine's image input and of its output (the ONNX I/O contract).
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -45,6 +46,100 @@ def tensorrt_major(version: str) -> int:
         raise ToolchainError(f"TensorRT {version} is not supported",
                              hint=f"use TensorRT {SUPPORTED_MAJORS[0]}.x or {SUPPORTED_MAJORS[1]}.x")
     return major
+
+
+#: Manifest names of the two builders.
+FULL, RTX = "tensorrt", "tensorrt-rtx"
+#: TensorRT-RTX's compute-capability targets (its ``trt.ComputeCapability`` members, 1.7). None given
+#: means RTX's portable default, which covers all of them. There is no SM90 (H100/H200).
+RTX_TARGETS = ("SM75", "SM80", "SM86", "SM89", "SM120", "SM121")
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """Which TensorRT builds or runs an engine, and what that allows (pure; no tensorrt import)."""
+
+    name: str     # FULL or RTX
+    version: str  # the module's __version__ ("10.16.1.11", "1.7.1.116")
+
+    @property
+    def rtx(self) -> bool:
+        return self.name == RTX
+
+    @property
+    def label(self) -> str:
+        return f"{'TensorRT-RTX' if self.rtx else 'TensorRT'} {self.version}"
+
+    @property
+    def strongly_typed_only(self) -> bool:
+        """No FP16/INT8 builder flags: precision comes from the graph's types and Q/DQ."""
+        return self.rtx or tensorrt_major(self.version) >= 11
+
+
+def flavour_of(module_name: str, version: str) -> Flavour:
+    """The flavour of a ``tensorrt`` / ``tensorrt_lean`` / ``tensorrt_rtx`` module; one line for a
+    release this toolchain is not written for."""
+    if module_name.split(".")[0].startswith("tensorrt_rtx"):
+        if parse_version(version)[0] != 1:
+            raise ToolchainError(f"TensorRT-RTX {version} is not supported", hint="use TensorRT-RTX 1.x (1.4 to 1.7)")
+        return Flavour(RTX, version)
+    tensorrt_major(version)
+    return Flavour(FULL, version)
+
+
+def manifest_flavour(manifest: dict) -> Flavour:
+    """The flavour an engine was built with (manifests from before TensorRT-RTX: the full TensorRT)."""
+    env = manifest.get("environment") or {}
+    return Flavour(RTX if env.get("flavour") == RTX else FULL, str(env.get("tensorrt") or "0"))
+
+
+def target_name(value) -> str:
+    """"8.6", "sm_86", "86", "SM86", (8, 6) -> "SM86" (TensorRT-RTX's ComputeCapability member name)."""
+    text = str(value).strip() if not isinstance(value, (tuple, list)) else value
+    if isinstance(text, str):
+        text = text.upper().removeprefix("SM").removeprefix("_")
+    return "SM" + compute_capability_str(text).replace(".", "")
+
+
+def resolve_targets(requested, flavour: Flavour, available: tuple[str, ...] = RTX_TARGETS) -> list[str]:
+    """``--compute-capability`` values as TensorRT-RTX target names, in the order given.
+
+    Empty: RTX's portable default (every target). The full TensorRT builds for the GPU it runs on
+    and takes no targets; a target RTX lacks (sm_90: H100/H200) is refused, naming the choices.
+    """
+    requested = [str(value) for value in requested or () if str(value).strip()]
+    if not requested:
+        return []
+    if not flavour.rtx:
+        raise ToolchainError(f"--compute-capability picks TensorRT-RTX targets; {flavour.label} builds for the GPU "
+                             "it runs on", hint="leave it out, or build with --tensorrt rtx")
+    names = []
+    for value in requested:
+        try:
+            name = target_name(value)
+        except ToolchainError:
+            raise ToolchainError(f"--compute-capability {value!r} is not a compute capability",
+                                 hint=f"use e.g. 8.6 or sm_86; {flavour.label} targets: {', '.join(available)}") from None
+        if name not in available:
+            extra = (" (H100/H200 are Hopper data-centre GPUs: build their engines with the full TensorRT on them)"
+                     if name == "SM90" else "")
+            raise ToolchainError(f"{flavour.label} has no target {name.lower().replace('sm', 'sm_')}{extra}",
+                                 hint=f"its targets: {', '.join(available)}; or leave --compute-capability out for "
+                                      "its portable default (all of them)")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def rtx_gpu_problem(compute_capability, targets) -> str | None:
+    """Why an RTX engine built for ``targets`` (empty: portable) cannot load on this GPU (None: it can)."""
+    name = target_name(compute_capability)
+    allowed = list(targets) if targets else list(RTX_TARGETS)
+    if name in allowed:
+        return None
+    which = f"the engine's targets ({', '.join(allowed)})" if targets else f"TensorRT-RTX's GPUs ({', '.join(allowed)})"
+    return (f"this GPU is {name.lower().replace('sm', 'sm_')}, not among {which}"
+            + ("; H100/H200 engines need the full TensorRT" if name == "SM90" else ""))
 
 
 def format_cuda_version(number: int | None) -> str | None:
@@ -87,6 +182,8 @@ class BuildOptions:
     timing_cache: str | None = None
     allow_fp32: bool = False
     version_compatible: bool = False  # VERSION_COMPATIBLE engine with the dynamic plugin serialized into it
+    embed_plugin: bool = False        # the dynamic plugin library serialized into the engine (plugins_to_serialize)
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX targets; empty: its portable default
 
     def validate(self) -> "BuildOptions":
         problems = []
@@ -103,12 +200,39 @@ class BuildOptions:
                     problems.append(f"--{name_a.replace('_', '-')} ({a}) is larger than --{name_b.replace('_', '-')} ({b})")
         if self.workspace_mib is not None and (not isinstance(self.workspace_mib, int) or self.workspace_mib < 1):
             problems.append(f"--workspace-mib must be a positive integer, got {self.workspace_mib!r}")
+        if self.embed_plugin and self.lrn != "plugin":
+            problems.append(f"--embed-plugin needs --lrn plugin (with --lrn {self.lrn} no plugin is used)")
         if problems:
             raise ToolchainError("invalid build options: " + "; ".join(problems))
         return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["compute_capabilities"] = list(self.compute_capabilities)
+        return data
+
+    @property
+    def serializes_plugin(self) -> bool:
+        """Whether the (dynamic) plugin library goes into the engine."""
+        return self.lrn == "plugin" and (self.embed_plugin or self.version_compatible)
+
+
+def check_flavour_options(options: BuildOptions, flavour: Flavour) -> list[str]:
+    """Refuse (one line) what ``flavour`` cannot build; return notes for options that do nothing there."""
+    notes = []
+    if flavour.rtx:
+        if options.version_compatible:
+            raise ToolchainError(f"{flavour.label} cannot build version-compatible engines (it has no lean runtime)",
+                                 hint="leave --version-compatible out: an RTX engine is compiled for the GPU when it "
+                                      "is loaded; --embed-plugin carries the plugin inside it")
+        if options.timing_cache:
+            notes.append(f"--timing-cache is a no-op with {flavour.label} (its builds time no tactics on a GPU); "
+                         f"{options.timing_cache} is neither read nor written")
+    elif options.embed_plugin and not options.version_compatible:
+        raise ToolchainError(f"{flavour.label} serializes plugin libraries only into version-compatible engines",
+                             hint="add --version-compatible (which embeds the dynamic plugin library)")
+    resolve_targets(options.compute_capabilities, flavour)  # refuses targets the flavour cannot build
+    return notes
 
 
 @dataclass(frozen=True)
@@ -123,7 +247,7 @@ class PrecisionPlan:
 
 
 def plan_precision(onnx_dtype: str, tensorrt_version: str, *, allow_fp32: bool = False,
-                   quantized: bool = False) -> PrecisionPlan:
+                   quantized: bool = False, flavour: str = FULL) -> PrecisionPlan:
     """Pick the network typing from the ONNX's "toolchain.dtype", its Q/DQ nodes and the TensorRT major.
 
     TensorRT 11 has only strongly typed networks and no FP16 builder flag, so an
@@ -133,14 +257,16 @@ def plan_precision(onnx_dtype: str, tensorrt_version: str, *, allow_fp32: bool =
     A Q/DQ (``quantized``) ONNX is explicit quantization: TensorRT 11 builds it
     strongly typed (the Q/DQ-fed layers in INT8, the rest in the ONNX's float
     type); TensorRT 10 builds an FP32 one weakly typed with the INT8 and FP16
-    flags, so the layers without Q/DQ may run in FP16.
+    flags, so the layers without Q/DQ may run in FP16. TensorRT-RTX (``flavour=RTX``)
+    is strongly typed only, like TensorRT 11.
     """
-    major = tensorrt_major(tensorrt_version)
+    builder = Flavour(flavour, tensorrt_version)
+    strongly_typed_only = builder.strongly_typed_only
     if onnx_dtype not in ("fp16", "fp32"):
         raise ToolchainError(f"unknown ONNX dtype {onnx_dtype!r} (metadata toolchain.dtype)",
                              hint="export it with `toolchain export --dtype fp16` or `--dtype fp32`")
     if quantized:
-        if major >= 11 or onnx_dtype == "fp16":
+        if strongly_typed_only or onnx_dtype == "fp16":
             return PrecisionPlan(True, False, "int8", f"Q/DQ {onnx_dtype.upper()} ONNX: strongly typed network, "
                                  f"Q/DQ-fed layers in INT8, the rest in {onnx_dtype.upper()}")
         return PrecisionPlan(False, True, "int8", "Q/DQ FP32 ONNX under TensorRT 10: explicit quantization with "
@@ -148,13 +274,13 @@ def plan_precision(onnx_dtype: str, tensorrt_version: str, *, allow_fp32: bool =
                              int8_flag=True)
     if onnx_dtype == "fp16":
         return PrecisionPlan(True, False, "fp16", "FP16-typed ONNX: strongly typed network")
-    if major >= 11:
+    if strongly_typed_only:
         if not allow_fp32:
             raise ToolchainError(
-                f"TensorRT {tensorrt_version} builds strongly typed networks only (no FP16 builder flag), "
+                f"{builder.label} builds strongly typed networks only (no FP16 builder flag), "
                 "so this FP32 ONNX would give an FP32 engine",
                 hint="export with `toolchain export --dtype fp16`, or pass --allow-fp32 to build FP32 on purpose")
-        return PrecisionPlan(True, False, "fp32", "FP32 ONNX under TensorRT 11 (--allow-fp32): FP32 engine")
+        return PrecisionPlan(True, False, "fp32", f"FP32 ONNX under {builder.label} (--allow-fp32): FP32 engine")
     return PrecisionPlan(False, True, "fp16", "FP32 ONNX under TensorRT 10: FP16 builder flag (weakly typed)")
 
 
@@ -170,6 +296,11 @@ def check_lrn_mode(requested: str, onnx_lrn: str | None, fused_lrn_nodes: int, o
             raise ToolchainError(
                 f"--lrn native but the ONNX has {fused_lrn_nodes} {op_type} node(s) (metadata toolchain.lrn={onnx_lrn!r})",
                 hint="build it with --lrn plugin, or export with `toolchain export --lrn native`")
+    elif requested == "function":
+        if onnx_lrn == "native" or fused_lrn_nodes == 0:
+            raise ToolchainError(
+                f"--lrn function imports the {op_type} nodes' local function, but the ONNX has no {op_type} nodes "
+                f"(metadata toolchain.lrn={onnx_lrn!r})", hint="build this one with --lrn native")
     else:
         raise ToolchainError(f"--lrn must be one of {', '.join(LRN_MODES)}, got {requested!r}")
 
@@ -240,16 +371,34 @@ class CompatReport:
 
 
 def check_engine_compat(manifest: dict, *, tensorrt_version: str, compute_capability,
-                        gpu_name: str | None = None) -> CompatReport:
+                        gpu_name: str | None = None, flavour: str = FULL) -> CompatReport:
     """Can an engine with this manifest run here? All checks run; the report lists every problem.
 
     TensorRT engines are tied to the TensorRT release (major.minor.patch) and the
     GPU's compute capability they were built with (this toolchain builds neither
     version- nor hardware-compatible engines). A different GPU model of the same
     compute capability runs, possibly with non-optimal tactics: a note.
+
+    A TensorRT-RTX engine (``environment.flavour``) needs the same TensorRT-RTX release and a GPU
+    among its targets (RTX compiles it for the GPU at load time), whatever GPU built it (usually none).
     """
     report = CompatReport()
     env = manifest.get("environment", {})
+    built_flavour = manifest_flavour(manifest)
+    if built_flavour.name != flavour:
+        here = "TensorRT-RTX" if flavour == RTX else "the full TensorRT"
+        report.problems.append(f"the engine was built by {built_flavour.label}; this runtime is {here} "
+                               f"{tensorrt_version}")
+        return report
+    if built_flavour.rtx:
+        if parse_version(built_flavour.version)[:3] != parse_version(tensorrt_version)[:3]:
+            report.problems.append(f"the engine was built with {built_flavour.label}, this is TensorRT-RTX "
+                                   f"{tensorrt_version}")
+        targets = (manifest.get("build") or {}).get("compute_capabilities") or []
+        problem = rtx_gpu_problem(compute_capability, targets) if compute_capability else "no CUDA GPU here"
+        if problem:
+            report.problems.append(problem + (f" ({gpu_name})" if gpu_name else ""))
+        return report
     built_trt = env.get("tensorrt")
     if not built_trt:
         report.problems.append("the manifest records no TensorRT version")

@@ -30,13 +30,17 @@ def default_plugin_library(kind: str = "tensorrt") -> Path:
     return require_library(kind)
 
 
-def load_dynamic_plugin_library(trt, path: str | os.PathLike) -> str:
-    """Register a dynamic-registration library (``getCreators``) with TensorRT's plugin registry, as
-    a version-compatible build needs (only such a library can be serialized into an engine); return
-    its sha256. The static variant must not be loaded in the same process: the creator would exist twice."""
+def load_dynamic_plugin_library(trt, path: str | os.PathLike, *, expected_sha256: str | None = None,
+                                why: str = "a plugin serialized into an engine must be") -> str:
+    """Register a dynamic-registration library (``getCreators``) with TensorRT's plugin registry
+    (``trt``: the full TensorRT, its lean runtime or TensorRT-RTX); return its sha256, checked against
+    ``expected_sha256`` before the library's code runs. ``why`` says, in the refusal of a library
+    without ``getCreators``, why the dynamic variant is needed. The static variant must not be
+    loaded in the same process: the creator would exist twice."""
     path = require_file(path, "plugin library").resolve()
     with _lock:
         digest = sha256_file(path)
+        _check_expected(path, digest, expected_sha256)
         if path in _loaded:
             return digest
         if _loaded:
@@ -44,11 +48,20 @@ def load_dynamic_plugin_library(trt, path: str | os.PathLike) -> str:
                                  f"cannot also register {path}", hint="use one plugin library per process")
         handle = trt.get_plugin_registry().load_library(str(path))
         if handle is None:
-            raise ToolchainError(f"TensorRT's plugin registry refused {path}",
-                                 hint="give the dynamic variant (libtoolchain_lrn_plugin_dynamic.so) built for this "
-                                      "TensorRT major (`toolchain plugin build --force`)")
+            static = " (a static-registration library, exporting no getCreators)" if "dynamic" not in path.name else ""
+            raise ToolchainError(f"TensorRT's plugin registry ({trt.__name__} {getattr(trt, '__version__', '?')}) "
+                                 f"refused {path}{static}; {why} loaded with IPluginRegistry.loadLibrary",
+                                 hint="give the dynamic variant libtoolchain_lrn_plugin_dynamic.so built with headers "
+                                      "this TensorRT accepts (`toolchain plugin build --force`)")
         _loaded[path] = (digest, handle)
         return digest
+
+
+def _check_expected(path: Path, digest: str, expected_sha256: str | None) -> None:
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise ToolchainError(f"plugin library {path} has sha256 {digest[:16]}…, the engine manifest records "
+                             f"{expected_sha256[:16]}…", hint="use the plugin library the engine was built with, or "
+                                                              "rebuild the engine")
 
 
 def load_plugin_library(path: str | os.PathLike, *, expected_sha256: str | None = None) -> str:
@@ -60,9 +73,7 @@ def load_plugin_library(path: str | os.PathLike, *, expected_sha256: str | None 
     path = require_file(path, "plugin library").resolve()
     with _lock:
         digest = sha256_file(path)
-        if expected_sha256 is not None and digest != expected_sha256:
-            raise ToolchainError(f"plugin library {path} has sha256 {digest[:16]}…, the engine manifest records "
-                                 f"{expected_sha256[:16]}…", hint="use the plugin library the engine was built with, or rebuild the engine")
+        _check_expected(path, digest, expected_sha256)
         if path in _loaded:
             if _loaded[path][0] != digest:
                 raise ToolchainError(f"plugin library {path} changed on disk after it was loaded in this process",
@@ -101,4 +112,4 @@ def require_creator(trt, library: Path | str | None = None) -> None:
         where = f" after loading {library}" if library else ""
         raise ToolchainError(f"no TensorRT plugin creator {key['name']} version {key['version']} namespace "
                              f"{key['namespace']!r} is registered{where}",
-                             hint="load the static variant libtoolchain_lrn_plugin.so built for this TensorRT")
+                             hint="load a plugin library built for this TensorRT (`toolchain plugin build --force`)")
