@@ -126,7 +126,7 @@ def test_python_example_imports_no_torch():
             imported.add(node.module.split(".")[0])
     assert "torch" not in imported and "toolchain" not in imported, imported
     assert imported <= {"__future__", "argparse", "ctypes", "hashlib", "json", "sys", "pathlib", "numpy", "tensorrt",
-                        "tensorrt_lean", "cuda", "PIL"}, imported
+                        "tensorrt_lean", "tensorrt_rtx", "cuda", "PIL"}, imported
     proc = subprocess.run([sys.executable, str(PY), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ENGINE" in proc.stdout.upper()
 

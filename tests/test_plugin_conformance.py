@@ -232,7 +232,8 @@ def _plugin_check(lean: trtenv.LeanRuntime, *args) -> tuple[int, dict | None, st
     env = dict(os.environ)
     if lean.python_path is not None:  # a --target install of another release than this environment's
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(lean.python_path), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-m", "toolchain", "plugin", "check", "--json", "--no-numerics", *args],
+    proc = subprocess.run([sys.executable, "-m", "toolchain", "plugin", "check", "--json", "--no-numerics",
+                           "--tensorrt", "lean", *args],
                           capture_output=True, text=True, env=env, timeout=300)
     try:
         report = json.loads(proc.stdout)

@@ -14,7 +14,6 @@ functions; only :func:`run_plugin_check` touches TensorRT.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from toolchain import lrn_op
 from toolchain.errors import ToolchainError
+from toolchain.trt.plugins import captured_stderr
 
 #: ONNX attribute type -> the PluginFieldType TensorRT's parser passes for it.
 PARSER_FIELD_TYPES = {"INT": "INT32", "FLOAT": "FLOAT32", "INTS": "INT32", "FLOATS": "FLOAT32"}
@@ -180,23 +180,6 @@ def library_registration(path: Path) -> str:
 # --------------------------------------------------------------------------- TensorRT side
 
 
-@contextlib.contextmanager
-def captured_stderr():
-    """Capture what native code writes to fd 2 (the plugin logs there when TensorRT has no logger)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        box = {"text": ""}
-        try:
-            yield box
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            box["text"] = tmp.read().decode(errors="replace")
-
-
 def _clean_reason(text: str) -> str:
     lines = [line.strip().removeprefix("[FusedLRN] ") for line in text.splitlines() if line.strip()]
     return " | ".join(lines)
@@ -225,21 +208,50 @@ def _tensorrt_libs_dir(trt) -> Path | None:
     return None
 
 
-def _default_library() -> Path:
+def _default_library(rtx: bool = False) -> Path:
     from toolchain.plugin import find_library
 
-    for kind in ("tensorrt", "tensorrt_dynamic"):
+    for kind in ("tensorrt_dynamic",) if rtx else ("tensorrt", "tensorrt_dynamic"):
         path = find_library(kind)
         if path is not None:
             return path
     raise ToolchainError("no FusedLRN plugin library found", hint="run `toolchain plugin build` or pass --library")
 
 
-def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = None) -> PluginCheckReport:
+#: ``plugin check --tensorrt``: a builder (as ``toolchain build --tensorrt``), or the lean runtime's registry.
+CHECK_TENSORRT = ("auto", "full", "rtx", "lean")
+
+
+def _checking_tensorrt(which: str = "auto"):
+    """The TensorRT whose registry (and, when it has one, parser and builder) the check drives: "auto" a
+    builder (the full TensorRT, else TensorRT-RTX) when installed, else the lean runtime."""
+    import os
+
+    from toolchain.trt import LEAN_ENV, import_tensorrt, import_tensorrt_builder
+
+    if which == "lean" or (which == "auto" and os.environ.get(LEAN_ENV) == "1"):
+        module = import_tensorrt(lean_ok=True)
+        if which == "lean" and module.__name__ != "tensorrt_lean":
+            from toolchain.errors import MissingDependencyError
+
+            raise MissingDependencyError("TensorRT's lean runtime (tensorrt_lean) is not installed",
+                                         hint="pip install tensorrt-lean-cu13 (or -cu12)")
+        return module
+    if which != "auto":
+        return import_tensorrt_builder(which)
+    try:
+        return import_tensorrt_builder("auto")
+    except ToolchainError:
+        return import_tensorrt(lean_ok=True)
+
+
+def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = None,
+                     tensorrt: str = "auto") -> PluginCheckReport:
     """Check ``library`` (default: the built one) in this process's TensorRT, and every FusedLRN
-    node of ``onnx_path``. ``numerics``: run nodes through enqueue (default: when a GPU is present)."""
+    node of ``onnx_path``: in the creator, then (with a builder) through the real ONNX parser and a
+    batch-1 engine build. ``numerics``: run nodes through enqueue (default: when a GPU is present)."""
     from toolchain.io import require_file, sha256_file
-    from toolchain.trt import import_tensorrt
+    from toolchain.trt.compat import flavour_of
 
     report = PluginCheckReport()
     model = None
@@ -252,11 +264,13 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
         except Exception as exc:
             raise ToolchainError(f"{path} is not an ONNX model: {exc}") from None
 
-    trt = import_tensorrt(lean_ok=True)
+    trt = _checking_tensorrt(tensorrt)
+    rtx = flavour_of(trt.__name__, trt.__version__).rtx if hasattr(trt, "Builder") else False
     report.tensorrt = {"module": trt.__name__, "version": getattr(trt, "__version__", "unknown"),
                        "builder": hasattr(trt, "Builder")}
-    lib_path = require_file(library, "plugin library").resolve() if library is not None else _default_library().resolve()
-    how = library_registration(lib_path)
+    lib_path = (require_file(library, "plugin library").resolve() if library is not None
+                else _default_library(rtx).resolve())
+    how = "dynamic" if rtx else library_registration(lib_path)
     report.library = {"path": str(lib_path), "sha256": sha256_file(lib_path), "registration": how}
 
     registry = trt.get_plugin_registry()
@@ -265,7 +279,8 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
     with captured_stderr() as log:
         try:
             if how == "dynamic":
-                load_dynamic_plugin_library(trt, lib_path)
+                load_dynamic_plugin_library(trt, lib_path, why=f"{trt.__name__} needs a library"
+                                            if rtx else "a library named *_dynamic.so is")
             else:
                 load_plugin_library(lib_path)
             loaded = True
@@ -293,6 +308,12 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
                                    f"{len(nodes)} node(s)" if nodes else f"no {lrn_op.OP_TYPE} node in {onnx_path}"))
         for node in nodes:
             report.nodes.append(_check_node(trt, creator, node))
+        if report.tensorrt["builder"] and nodes and all(n.accepted for n in report.nodes):
+            report.checks.extend(parse_and_build(trt, Path(onnx_path), lib_path))
+        elif nodes:
+            why = ("no TensorRT builder is installed (only the lean runtime)" if not report.tensorrt["builder"]
+                   else "the creator refuses a node")
+            report.checks.append(Check("the real ONNX parser and builder take the nodes", None, f"skipped: {why}"))
         want_numerics = numerics if numerics is not None else _cuda_reason() is None
         if want_numerics:
             _node_numerics(report, model, nodes, lib_path, trt)
@@ -300,6 +321,42 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
             reason = _cuda_reason() or "not asked for"
             report.checks.append(Check("numerics against PyTorch", None, f"skipped: {reason}"))
     return report
+
+
+def parse_and_build(trt, onnx_path: Path, library: Path) -> list[Check]:
+    """Parse ``onnx_path`` with the real ONNX parser of ``trt`` (the plugin library already loaded) and
+    build a batch-1 engine through it: the builder's own check (every FusedLRN node a plugin layer of
+    ``library``, or the node that is not) and the build, one check each; nothing is written."""
+    from toolchain.trt import compat, make_logger
+    from toolchain.trt.builder import build_parsed, inspect_onnx, parse_checked, plan_build
+
+    flavour = compat.flavour_of(trt.__name__, trt.__version__)
+    parsed = Check(f"{flavour.label}'s ONNX parser makes every {lrn_op.OP_TYPE} node a plugin layer of the library",
+                   False)
+    built = Check("builds a batch-1 engine through the library", None, "skipped: the parse failed")
+    try:
+        info = inspect_onnx(onnx_path)
+        batch = info.input_dims[0] if isinstance(info.input_dims[0], int) and info.input_dims[0] > 0 else 1
+        plan = plan_build(info, compat.BuildOptions(lrn="plugin", min_batch=batch, opt_batch=batch, max_batch=batch,
+                                                    allow_fp32=True), flavour)
+        plan.plugin_path = library
+        if flavour.rtx:
+            from toolchain.trt import ensure_rtx_parser_library, rtx_library_dir
+
+            ensure_rtx_parser_library(rtx_library_dir(trt))  # the parser aborts the process without it
+        logger = make_logger(trt, log=lambda message: None)
+        network = parse_checked(trt, info, plan, logger)
+    except ToolchainError as exc:
+        parsed.detail = exc.one_line()
+        return [parsed, built]
+    names = network.facts["plugin_v3"]
+    parsed.ok, parsed.detail = True, f"{len(names)} plugin layer(s): {', '.join(names)}"
+    try:
+        result = build_parsed(trt, network, plan, logger, load=False, log=lambda message: None)
+        built.ok, built.detail = True, f"{len(result['engine']) / 1e6:.1f} MB plan, {plan.precision.precision}"
+    except ToolchainError as exc:
+        built.ok, built.detail = False, exc.one_line()
+    return [parsed, built]
 
 
 def _check_node(trt, creator, node) -> NodeResult:

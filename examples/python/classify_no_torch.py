@@ -116,8 +116,16 @@ def preprocess(image: np.ndarray, size: int, channels: int, mean, std) -> np.nda
 # ---------------------------------------------------------------------------------------- TensorRT
 
 
-def import_tensorrt():
-    """The full TensorRT, else the lean runtime (same runtime API, no builder)."""
+def import_tensorrt(manifest: dict):
+    """TensorRT-RTX for an engine it built; else the full TensorRT, else the lean runtime (same runtime API)."""
+    env = manifest.get("environment") or {}
+    if env.get("flavour") == "tensorrt-rtx":
+        try:
+            import tensorrt_rtx
+            return tensorrt_rtx
+        except ImportError:
+            raise SystemExit(f"error: the engine was built by TensorRT-RTX {env.get('tensorrt')}, which is not "
+                             f"installed (pip install tensorrt-rtx=={env.get('tensorrt')}, on an RTX-class GPU)") from None
     try:
         import tensorrt
         return tensorrt
@@ -135,6 +143,9 @@ def version_problem(manifest: dict, version: str) -> str | None:
     """Why this TensorRT cannot run the engine (None if it can): same major.minor.patch, or for a
     version-compatible engine the same major and not older."""
     built = manifest["environment"]["tensorrt"]
+    if manifest["environment"].get("flavour") == "tensorrt-rtx":
+        return None if built.split(".")[:3] == version.split(".")[:3] else \
+            f"the engine was built with TensorRT-RTX {built}, this is {version}"
     b, h = [int(p) for p in built.split(".")[:3]], [int(p) for p in version.split(".")[:3]]
     if (manifest.get("build") or {}).get("version_compatible"):
         ok = b[0] == h[0] and h >= b
@@ -146,7 +157,7 @@ def version_problem(manifest: dict, version: str) -> str | None:
 def plugin_to_load(manifest: dict, explicit: Path | None, verify: bool) -> Path | None:
     """The plugin library to load (checked against the manifest's sha256 when verifying), or None."""
     recorded = manifest.get("plugin")
-    if recorded and recorded.get("serialized_in_engine") and (manifest.get("build") or {}).get("version_compatible"):
+    if recorded and recorded.get("serialized_in_engine"):
         return None  # the engine carries it; loading another copy would register the creator twice
     plugin = explicit or (Path(recorded["file"]) if recorded else None)
     if plugin is None or not verify:
@@ -172,13 +183,16 @@ def main(argv=None) -> int:
     manifest = json.loads(manifest_path.read_text())
     verify = not args.no_verify
 
-    trt = import_tensorrt()  # before the plugin, which binds to the libnvinfer loaded here
+    trt = import_tensorrt(manifest)  # before the plugin, which binds to the libnvinfer loaded here
 
     problem = version_problem(manifest, trt.__version__) if verify else None
     if problem:  # refuse before any library code runs
         raise SystemExit(f"error: {problem}")
     plugin = plugin_to_load(manifest, args.plugin, verify)
-    if plugin is not None:
+    if plugin is not None and (manifest.get("plugin") or {}).get("registration") == "dynamic":
+        if trt.get_plugin_registry().load_library(str(plugin)) is None:  # getCreators: TensorRT-RTX's way
+            raise SystemExit(f"error: TensorRT's plugin registry refused {plugin}")
+    elif plugin is not None:
         ctypes.CDLL(str(plugin), mode=ctypes.RTLD_GLOBAL)
     data = args.engine.read_bytes()
     if verify and hashlib.sha256(data).hexdigest() != manifest["engine"]["sha256"]:
@@ -190,7 +204,7 @@ def main(argv=None) -> int:
     check(rt.cudaSetDevice(0), "CUDA initialization (cudaSetDevice)")
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
-    if (manifest.get("build") or {}).get("version_compatible"):
+    if (manifest.get("build") or {}).get("version_compatible") or (manifest.get("plugin") or {}).get("serialized_in_engine"):
         runtime.engine_host_code_allowed = True  # runs the plugin library serialized into the engine
     engine = runtime.deserialize_cuda_engine(data)
     if engine is None:

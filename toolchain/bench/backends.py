@@ -226,7 +226,11 @@ def _tensorrt_reason(lrn: str, path, *, flag: str | None = None) -> str | None:
     if reason:
         return reason
     from toolchain.trt import tensorrt_available
+    from toolchain.trt.runtime import rtx_runtime_reason
 
+    rtx = rtx_runtime_reason(path) if path is not None else None
+    if rtx is not None:
+        return rtx or None  # a TensorRT-RTX engine: "" when it can run here
     ok, why = tensorrt_available()
     if not ok:
         import importlib.util

@@ -53,17 +53,20 @@ def build(build_dir: Path, cuda_archs: str | None, tensorrt_root: Path | None, l
                    "loaded with IPluginRegistry.loadLibrary, any other with dlopen (static registration).")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also check that the plugin accepts every FusedLRN node of this model.")
+@click.option("--tensorrt", type=click.Choice(["auto", "full", "rtx", "lean"]), default="auto", show_default=True,
+              help="Whose registry to check in: a builder (the full TensorRT, TensorRT-RTX; with --onnx it also parses "
+                   "the model and builds a batch-1 engine), or the lean runtime's; auto: a builder when installed.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with `passed` and the checks.")
 @click.option("--numerics/--no-numerics", default=None,
               help="Run each node through the plugin's enqueue against PyTorch (default: when a GPU is present).")
-def check(library: Path | None, onnx_path: Path | None, as_json: bool, numerics: bool | None):
+def check(library: Path | None, onnx_path: Path | None, tensorrt: str, as_json: bool, numerics: bool | None):
     """Check a plugin library against the installed TensorRT (full or lean) and a model's FusedLRN nodes."""
     import json
 
     from toolchain.errors import ToolchainError
     from toolchain.plugin_check import run_plugin_check
 
-    report = run_plugin_check(library, onnx_path, numerics=numerics)
+    report = run_plugin_check(library, onnx_path, numerics=numerics, tensorrt=tensorrt)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

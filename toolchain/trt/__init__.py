@@ -181,8 +181,11 @@ def ensure_rtx_parser_library(libs: Path | None, *, ld_library_path: str | None 
     return "created"
 
 
-def make_logger(trt, *, verbose: bool = False, log=None):
-    """A TensorRT ILogger that keeps the errors (for the one-line failure) and forwards warnings."""
+def make_logger(trt, *, verbose: bool = False, log=None, quiet: bool = False):
+    """A TensorRT ILogger that keeps the errors (for the one-line failure) and forwards warnings.
+
+    ``quiet``: keep errors and warnings (``errors``, ``warnings``) without printing them, unless
+    ``verbose``; the caller reports them (the builder: in its one-line error, or the manifest)."""
     emit = log or (lambda message: print(message, file=sys.stderr))
     severity = trt.ILogger.Severity
 
@@ -190,7 +193,9 @@ def make_logger(trt, *, verbose: bool = False, log=None):
         def __init__(self):
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
+            self.warnings: list[str] = []
             self.plugin_trace: list[str] = []  # the FusedLRN plugin's build-call lines (VERBOSE)
+            self.verbose = verbose
 
         def log(self, level, msg):  # noexcept on the C++ side: never raise here
             try:
@@ -198,9 +203,12 @@ def make_logger(trt, *, verbose: bool = False, log=None):
                     self.plugin_trace.append(str(msg))
                 if level in (severity.INTERNAL_ERROR, severity.ERROR):
                     self.errors.append(" ".join(str(msg).split()))
-                    emit(f"[TensorRT] error: {msg}")
+                    if verbose or not quiet:
+                        emit(f"[TensorRT] error: {msg}")
                 elif level == severity.WARNING:
-                    emit(f"[TensorRT] warning: {msg}")
+                    self.warnings.append(" ".join(str(msg).split()))
+                    if verbose or not quiet:
+                        emit(f"[TensorRT] warning: {msg}")
                 elif verbose and level == severity.INFO:
                     emit(f"[TensorRT] {msg}")
             except Exception:

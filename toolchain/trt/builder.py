@@ -294,7 +294,8 @@ def find_plugin_layers(layer_info: dict | list | str, op_type: str = lrn_op.OP_T
 def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, info: OnnxInfo, plan: BuildPlan,
                   plugin_path: Path | None, plugin_sha256: str | None, tensorrt_version: str, tensorrt_package: str,
                   device: dict, io: dict, layers: dict, parser: dict, build_seconds: float,
-                  loaded: dict | None = None, plugin_calls: dict | None = None) -> dict:
+                  loaded: dict | None = None, plugin_calls: dict | None = None,
+                  warnings: list[str] | None = None) -> dict:
     """The manifest body (see :mod:`toolchain.trt.manifest`); pure, so tested without TensorRT."""
     plugin = None
     if plugin_path is not None:
@@ -325,7 +326,8 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
                   "int8_builder_flag": plan.precision.int8_flag, "qdq_nodes": info.qdq_nodes,
                   "typing": plan.precision.reason, "profile": {plan.input_name: plan.profile.to_dict()},
                   "targets": plan.targets or ("portable" if plan.flavour.rtx else "this GPU"),
-                  "parser": parser, "seconds": round(build_seconds, 2), "notes": plan.notes},
+                  "parser": parser, "seconds": round(build_seconds, 2), "notes": plan.notes,
+                  "tensorrt_warnings": warnings or []},
         "io": io,
         "layers": layers,
         "loaded": loaded or {"loaded": True, "reason": None},
@@ -362,17 +364,15 @@ def build_engine(onnx_path, engine_path, *, plugin_library=None, lrn: str = "plu
     trt = import_tensorrt_builder(tensorrt)
     flavour = compat.flavour_of(trt.__name__, trt.__version__)
     plan = plan_build(info, options, flavour)
-    for note in plan.notes:
-        log(f"note: {note}")
     if plugin_library and not plan.needs_plugin:
-        log(f"note: --lrn {lrn}: the plugin library is not needed and not loaded")
+        plan.notes.append(f"--lrn {lrn}: the plugin library is not needed and not loaded")
     if flavour.rtx:
         from toolchain.trt import ensure_rtx_parser_library, rtx_library_dir
 
         # Before any plugin node reaches the parser, which would otherwise abort the process.
-        how = ensure_rtx_parser_library(rtx_library_dir(trt))
-        if how == "created":
-            log(f"note: linked libtensorrt_rtx.so in {rtx_library_dir(trt)} (TensorRT-RTX's parser dlopens that name)")
+        if ensure_rtx_parser_library(rtx_library_dir(trt)) == "created":
+            plan.notes.append(f"linked libtensorrt_rtx.so in {rtx_library_dir(trt)} (TensorRT-RTX's ONNX parser "
+                              "dlopens that name)")
     plugin_path = plugin_sha256 = None
     if plan.needs_plugin:
         plugin_path, plugin_sha256 = _load_plugin(trt, plan, plugin_library)
@@ -384,8 +384,6 @@ def build_engine(onnx_path, engine_path, *, plugin_library=None, lrn: str = "plu
         result = _build_with_tensorrt(trt, info, plan, load=not_loaded is None, verbose=verbose, log=log)
         trace = result["plugin_trace"] + _read_lines(trace_path)
     seconds = time.perf_counter() - started
-    if not_loaded:
-        log(f"note: the engine was not loaded after the build: {not_loaded}")
 
     engine_bytes = result["engine"]
     engine_sha256 = hashlib.sha256(engine_bytes).hexdigest()
@@ -408,9 +406,12 @@ def build_engine(onnx_path, engine_path, *, plugin_library=None, lrn: str = "plu
                          info=info, plan=plan, plugin_path=plugin_path, plugin_sha256=plugin_sha256,
                          tensorrt_version=trt.__version__, tensorrt_package=trt.__name__, device=device or {},
                          io=result["io"], layers=layers, parser=result["parser"], build_seconds=seconds,
-                         loaded={"loaded": result["loaded"], "reason": not_loaded},
+                         loaded={"loaded": result["loaded"], "reason": not_loaded}, warnings=result["warnings"],
                          plugin_calls=summarize_plugin_trace(trace) if plan.needs_plugin else None)
     manifest_mod.write_manifest(paths["engine"], body, force=force)
+    # After the work: a failed build says one line, a good one also what was decided on the way.
+    for note in plan.notes:
+        log(f"note: {note}")
     return paths["engine"]
 
 
@@ -489,15 +490,26 @@ def _parse(trt, network, logger, info: OnnxInfo, plan: BuildPlan) -> tuple[objec
     # For the plugin, the parser gets the model without the FusedLRN local function, so every node
     # takes the plugin on every release; ``path`` lets it find external data beside the file.
     data = Path(info.path).read_bytes() if keep_function else parser_model_bytes(info.path)
-    ok = parser.parse(data, info.path)
+    from toolchain.trt.plugins import captured_stderr, split_plugin_output
+
+    with captured_stderr() as native:  # the plugin reports refusals there when TensorRT gives it no logger
+        ok = parser.parse(data, info.path)
+    refusals, rest = split_plugin_output(native["text"])
+    if rest:
+        print(rest, file=sys.stderr)
     if not ok or parser.num_errors:
         lines = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
-        for line in lines:
-            print(f"onnx parser: {line}", file=sys.stderr)
+        if logger.verbose:
+            for line in lines:
+                print(f"onnx parser: {line}", file=sys.stderr)
+        if refusals:
+            node, reason = refusals[0]
+            raise ToolchainError(f"the {lrn_op.OP_TYPE} plugin refused node {node!r} of {info.path}: {reason}",
+                                 hint="fix the node's attributes (re-export with `toolchain export`); "
+                                      "`toolchain plugin check --onnx` checks every node")
         first = lines[0] if lines else logger.last_error()
-        refused = [line for line in [*lines, *logger.errors] if lrn_op.OP_TYPE in line]
-        raise ToolchainError(f"TensorRT could not parse {info.path}: {refused[0] if refused else first}"
-                             + (f" (and {len(lines) - 1} more error(s), listed above)" if len(lines) > 1 else ""),
+        raise ToolchainError(f"TensorRT could not parse {info.path}: {first}"
+                             + (f" (and {len(lines) - 1} more error(s); --verbose lists them)" if len(lines) > 1 else ""),
                              hint="was it exported by `toolchain export` and does the plugin accept its nodes "
                                   "(`toolchain plugin check --onnx`)?")
     return parser, {"plugin_override_flag": override is not None and not keep_function,
@@ -608,16 +620,35 @@ def check_plugin_took_nodes(info: OnnxInfo, plugin_layer_names: list[str], lrn_l
         raise ToolchainError(f"TensorRT made {lrn_layers} built-in LRN layer(s) from an ONNX exported for the plugin")
 
 
-def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, load: bool = True, verbose: bool, log) -> dict:
-    """Parse, check, build, and (``load``) deserialize and inspect. Returns engine bytes, layer JSON, I/O,
-    network facts, timing cache bytes and the plugin's build-call trace from the logger."""
-    logger = make_logger(trt, verbose=verbose, log=log)
+@dataclass
+class ParsedNetwork:
+    builder: object
+    network: object
+    parser: object
+    facts: dict        # network_facts
+    parser_info: dict  # what the manifest records of the parser's settings
+
+
+def parse_checked(trt, info: OnnxInfo, plan: BuildPlan, logger) -> ParsedNetwork:
+    """A builder and the parsed network, after checking that the LRN nodes became what the plan asked."""
     builder = create_checked(lambda: trt.Builder(logger), logger, "builder")
     network = builder.create_network(_network_flags(trt, plan))
     parser, parser_info = _parse(trt, network, logger, info, plan)
     facts = network_facts(trt, network)
     check_plugin_took_nodes(info, facts["plugin_v3"], facts["lrn"], plan.options.lrn, plan.plugin_path)
+    return ParsedNetwork(builder, network, parser, facts, parser_info)
 
+
+def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, load: bool = True, verbose: bool, log) -> dict:
+    """Parse, check, build, and (``load``) deserialize and inspect (see :func:`build_parsed`)."""
+    logger = make_logger(trt, verbose=verbose, log=log, quiet=True)
+    return build_parsed(trt, parse_checked(trt, info, plan, logger), plan, logger, load=load, log=log)
+
+
+def build_parsed(trt, parsed: ParsedNetwork, plan: BuildPlan, logger, *, load: bool, log) -> dict:
+    """Build the parsed network as planned, and (``load``) deserialize and inspect it. Returns engine bytes,
+    layer JSON, I/O, network facts, timing cache bytes and the plugin's build-call trace from the logger."""
+    builder, network, facts = parsed.builder, parsed.network, parsed.facts
     config = builder.create_builder_config()
     if plan.precision.fp16_flag:
         fp16 = getattr(trt.BuilderFlag, "FP16", None)
@@ -668,9 +699,9 @@ def _build_with_tensorrt(trt, info: OnnxInfo, plan: BuildPlan, *, load: bool = T
         layer_info, io = _load_and_inspect(trt, logger, engine_bytes, plan)
     else:
         layer_info, io = json.dumps(network_layer_info(trt, network), indent=1), network_io(network, plan)
-    del parser  # before the network it refers to
     return {"engine": engine_bytes, "layer_info": layer_info, "io": io, "timing_cache": cache_out,
-            "network": facts, "parser": parser_info, "loaded": load, "plugin_trace": list(logger.plugin_trace)}
+            "network": facts, "parser": parsed.parser_info, "loaded": load, "plugin_trace": list(logger.plugin_trace),
+            "warnings": list(logger.warnings)}
 
 
 def _load_and_inspect(trt, logger, engine_bytes: bytes, plan: BuildPlan) -> tuple[str | None, dict]:

@@ -8,8 +8,12 @@ instead of whichever one the dynamic linker would find.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import re
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -113,3 +117,42 @@ def require_creator(trt, library: Path | str | None = None) -> None:
         raise ToolchainError(f"no TensorRT plugin creator {key['name']} version {key['version']} namespace "
                              f"{key['namespace']!r} is registered{where}",
                              hint="load a plugin library built for this TensorRT (`toolchain plugin build --force`)")
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Capture what native code writes to fd 2 (the plugin logs there when TensorRT has no logger)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        box = {"text": ""}
+        try:
+            yield box
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            box["text"] = tmp.read().decode(errors="replace")
+
+
+#: How the plugin reports on stderr when TensorRT gives it no logger (TensorRT-RTX, the Python registry).
+PLUGIN_STDERR_LINE = re.compile(r"^\[FusedLRN\] (?P<text>.*)$", re.MULTILINE)
+#: The node a plugin message names: "FusedLRN::createPlugin('node'): reason" or "FusedLRN 'node': reason".
+PLUGIN_NODE = re.compile(r"(?:createPlugin\('|FusedLRN ')(?P<node>[^']*)'\)?:\s*(?P<reason>.*)")
+
+
+def plugin_refusals(stderr_text: str) -> list[tuple[str, str]]:
+    """(node, reason) for every refusal the plugin wrote to stderr (pure; tested)."""
+    found = []
+    for line in PLUGIN_STDERR_LINE.finditer(stderr_text):
+        match = PLUGIN_NODE.search(line["text"])
+        if match:
+            found.append((match["node"], match["reason"].strip()))
+    return found
+
+
+def split_plugin_output(stderr_text: str) -> tuple[list[tuple[str, str]], str]:
+    """The plugin's refusals, and the rest of what native code wrote to stderr (to pass on)."""
+    rest = PLUGIN_STDERR_LINE.sub("", stderr_text)
+    return plugin_refusals(stderr_text), "\n".join(line for line in rest.splitlines() if line.strip())

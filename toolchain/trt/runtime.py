@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolchain.errors import ToolchainError
+from toolchain.errors import MissingDependencyError, ToolchainError
 from toolchain.runners import Runner
 from toolchain.trt import compat, manifest as manifest_mod
 from toolchain.trt.backends import TORCH_DTYPES, MAX_GRAPHS, GraphCache, make_backend, torch_infer
@@ -100,7 +100,7 @@ class TensorRTRunner(Runner):
         from toolchain.io import require_file
         from toolchain.trt import import_tensorrt, make_logger
         from toolchain.trt.device import device_info
-        from toolchain.trt.plugins import load_plugin_library
+        from toolchain.trt.plugins import load_dynamic_plugin_library, load_plugin_library
 
         engine_path = require_file(self.engine_path, "TensorRT engine")
         manifest = None
@@ -111,7 +111,7 @@ class TensorRTRunner(Runner):
                 manifest = manifest_mod.read_manifest(engine_path)
             except ToolchainError:
                 manifest = None
-        trt = import_tensorrt(lean_ok=True)
+        trt = import_runtime_for(manifest, engine_path)
         problem = lean_runtime_problem(trt.__name__, manifest, engine_path)
         if problem:
             raise ToolchainError(problem, hint="rebuild it with `toolchain build --version-compatible`, "
@@ -122,7 +122,8 @@ class TensorRTRunner(Runner):
         info = device_info(self.device_index)
         if manifest is not None and self.verify_manifest:
             report = compat.require_engine_compat(manifest, engine_path, tensorrt_version=trt.__version__,
-                                                  compute_capability=info["compute_capability"], gpu_name=info["name"])
+                                                  compute_capability=info["compute_capability"], gpu_name=info["name"],
+                                                  flavour=compat.flavour_of(trt.__name__, trt.__version__).name)
             self.compat_notes = report.notes
         plugin = self._plugin_to_load(manifest)
         if plugin is not None:
@@ -130,7 +131,12 @@ class TensorRTRunner(Runner):
             if self.verify_manifest and manifest and not manifest.get("plugin"):
                 raise ToolchainError(f"engine {engine_path} was built without a plugin; refusing to load {plugin}",
                                      hint="pass the plugin library only with engines built with --lrn plugin")
-            load_plugin_library(plugin, expected_sha256=expected)
+            if ((manifest or {}).get("plugin") or {}).get("registration") == "dynamic":
+                # TensorRT-RTX engines: the registry's loadLibrary, as at build time.
+                load_dynamic_plugin_library(trt, plugin, expected_sha256=expected,
+                                            why="this engine was built with a plugin that must be")
+            else:
+                load_plugin_library(plugin, expected_sha256=expected)
 
         data = engine_path.read_bytes()
         if manifest is not None and self.verify_manifest:
@@ -334,9 +340,52 @@ class TensorRTRunner(Runner):
 
 
 def host_code_allowed(manifest: dict | None) -> bool:
-    """Only an engine whose manifest records a version-compatible build may run host code
-    (the plugin library serialized into it)."""
-    return bool(manifest and (manifest.get("build") or {}).get("version_compatible"))
+    """Only an engine whose manifest records a version-compatible build, or a plugin library serialized
+    into it (``--embed-plugin``), may run host code."""
+    if not manifest:
+        return False
+    return bool((manifest.get("build") or {}).get("version_compatible")
+                or (manifest.get("plugin") or {}).get("serialized_in_engine"))
+
+
+def rtx_runtime_reason(engine_path) -> str | None:
+    """For an engine TensorRT-RTX built: why it cannot run here ("" when it can); None for any other engine
+    (or one without a readable manifest, which the runner then refuses with its own reason)."""
+    try:
+        manifest = manifest_mod.read_manifest(engine_path)
+    except ToolchainError:
+        return None
+    flavour = compat.manifest_flavour(manifest)
+    if not flavour.rtx:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt_rtx") is None:
+        return f"the engine was built by {flavour.label}, which is not installed (pip install tensorrt-rtx=={flavour.version})"
+    from toolchain.trt.device import device_info
+
+    try:
+        cc = device_info(0)["compute_capability"]
+    except ToolchainError as exc:
+        return exc.one_line()
+    problem = compat.rtx_gpu_problem(cc, (manifest.get("build") or {}).get("compute_capabilities") or [])
+    return f"the {flavour.label} engine cannot load here: {problem}" if problem else ""
+
+
+def import_runtime_for(manifest: dict | None, engine_path):
+    """The TensorRT module that runs this engine: TensorRT-RTX for an engine it built (its manifest
+    says so), else the full TensorRT or its lean runtime; one line when that one is missing."""
+    from toolchain.trt import import_tensorrt, import_tensorrt_builder
+
+    if manifest is not None and compat.manifest_flavour(manifest).rtx:
+        built = compat.manifest_flavour(manifest).label
+        try:
+            return import_tensorrt_builder("rtx")
+        except ToolchainError:
+            raise MissingDependencyError(f"engine {engine_path} was built by {built}, which is not installed here",
+                                         hint=f"pip install tensorrt-rtx=={compat.manifest_flavour(manifest).version} "
+                                              "on a machine with an RTX-class GPU") from None
+    return import_tensorrt(lean_ok=True)
 
 
 def lean_runtime_problem(package: str, manifest: dict | None, engine_path) -> str | None:

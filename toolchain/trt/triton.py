@@ -194,6 +194,13 @@ def package_triton(repo_dir, engine_path, *, plugin_library=None, model_name: st
     repo_dir = Path(repo_dir)
     engine_path = require_file(engine_path, "TensorRT engine")
     manifest = manifest_mod.read_manifest(engine_path)
+    from toolchain.trt.compat import manifest_flavour
+
+    if manifest_flavour(manifest).rtx:
+        raise ToolchainError(f"engine {engine_path} was built by {manifest_flavour(manifest).label}, whose engines "
+                             "Triton's TensorRT backend (the full TensorRT) cannot load",
+                             hint="build the engine for Triton with the full TensorRT (`toolchain build --tensorrt full` "
+                                  "on the serving GPU)")
     plugin = _resolve_plugin(manifest, plugin_library)
     manifest_mod.verify_artifacts(manifest, engine_path, plugin)
     if repo_dir.exists() and not repo_dir.is_dir():
