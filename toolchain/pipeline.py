@@ -64,6 +64,8 @@ class PipelineConfig:
     include_compile: bool = False
     plugin_build_dir: str = "build/plugins"
     cuda_archs: str | None = None
+    tensorrt_root: str | None = None   # TensorRT headers (and libraries) for the plugin build
+    builder: str = "auto"              # engine builder: auto, full (needs a GPU) or rtx (builds on the CPU)
     skip: tuple[str, ...] = ()
     force: bool = False
     progress: bool = True
@@ -104,6 +106,18 @@ def tensorrt_reason() -> str | None:
 
     ok, reason = tensorrt_available()
     return None if ok else reason
+
+
+def builder_flavour(which: str):
+    """(the builder's Flavour, None) or (None, why there is none) — never raises."""
+    from toolchain.trt import builder_available, import_tensorrt_builder
+    from toolchain.trt.compat import flavour_of
+
+    ok, why = builder_available(which)
+    if not ok:
+        return None, why
+    trt = import_tensorrt_builder(which)
+    return flavour_of(trt.__name__, trt.__version__), None
 
 
 def nvcc_reason() -> str | None:
@@ -314,7 +328,8 @@ class Pipeline:
     def _plugin_build(self, record: StepResult) -> None:
         from toolchain.plugin import build_plugins
 
-        result = build_plugins(self.config.plugin_build_dir, cuda_archs=self.config.cuda_archs)
+        result = build_plugins(self.config.plugin_build_dir, cuda_archs=self.config.cuda_archs,
+                               tensorrt_root=self.config.tensorrt_root)
         from toolchain.io import sha256_file
 
         record.outputs = {k: result[k] for k in ("kernels", "tensorrt", "tensorrt_dynamic", "log") if result.get(k)}
@@ -325,10 +340,10 @@ class Pipeline:
                                                         if result.get("tensorrt_skipped") else "")
 
     def _plugin_check_reason(self) -> str | None:
-        from toolchain.trt import import_tensorrt
+        from toolchain.plugin_check import checking_tensorrt
 
         try:
-            import_tensorrt(lean_ok=True)
+            checking_tensorrt("auto")  # a builder's registry and parser, else the lean runtime's registry
         except ToolchainError as exc:
             return exc.one_line()
         if self._plugin_library() is None:
@@ -343,46 +358,96 @@ class Pipeline:
         if not report.passed:
             raise ToolchainError(f"plugin check failed: {report.failure()}")
         nodes = len(report.nodes)
+        parsed = [c for c in report.checks if "parser" in c.name and c.ok]
         record.summary = (f"{report.tensorrt['module']} {report.tensorrt['version']}: creator registered, "
-                          f"{nodes} FusedLRN node(s) accepted")
+                          f"{nodes} FusedLRN node(s) accepted"
+                          + ("; the real ONNX parser made them plugin layers and a batch-1 engine built" if parsed else ""))
+
+    def _builder(self):
+        """(Flavour, None) of the engine builder, or (None, why none); asked once per run."""
+        if "builder" not in self.state:
+            self.state["builder"] = builder_flavour(self.config.builder)
+        return self.state["builder"]
 
     def _plugin_library(self) -> str | None:
+        # TensorRT-RTX loads only the dynamic-registration library (IPluginRegistry.loadLibrary).
+        flavour, _ = self._builder()
+        kind = "tensorrt_dynamic" if flavour is not None and flavour.rtx else "tensorrt"
         step = self.result("plugin-build")
-        if step is not None and step.outputs.get("tensorrt"):
-            return step.outputs["tensorrt"]
+        if step is not None and step.outputs.get(kind):
+            return step.outputs[kind]
         from toolchain.plugin import find_library
 
-        found = find_library("tensorrt")
+        found = find_library(kind)
         return str(found) if found else None
 
-    def _engine_reason(self, *, plugin: bool) -> str | None:
-        reasons = [r for r in (cuda_reason(), tensorrt_reason()) if r]
-        if reasons:
-            return "; ".join(reasons)
-        if plugin and self._plugin_library() is None:
-            return "the TensorRT plugin library was not built (toolchain plugin build, with TensorRT available)"
+    def _engine_reason(self) -> str | None:
+        flavour, why = self._builder()
+        if flavour is None:
+            return why
+        if not flavour.rtx and cuda_reason():
+            return f"{flavour.label} builds on a GPU: {cuda_reason()}"
+        return None
+
+    def _engine_lrn(self, lrn: str) -> tuple[str, str | None]:
+        """The --lrn an engine step builds with, and why it is not the plugin: without a plugin library
+        the FusedLRN nodes' local function stands in (standard layers), so an engine is still built."""
+        if lrn != "plugin":
+            return lrn, None
         check = self.result("plugin-check")
-        if plugin and check is not None and check.status == "failed":
+        if check is not None and check.status == "failed":
+            return lrn, None  # _plugin_check_failed skips the step: no build with a plugin that refuses nodes
+        if self._plugin_library() is None:
+            build = self.result("plugin-build")
+            why = (build.reason if build is not None and build.status == "skipped" else
+                   (build.details.get("result") or {}).get("tensorrt_skipped") if build is not None else None)
+            return "function", ("the plugin library was not built"
+                                + (f" ({why})" if why else " (toolchain plugin build needs nvcc and TensorRT headers: "
+                                   "--tensorrt-root)") + "; the FusedLRN nodes' standard-op function stands in")
+        return lrn, None
+
+    def _plugin_check_failed(self) -> str | None:
+        check = self.result("plugin-check")
+        if check is not None and check.status == "failed":
             # No hour-long build with a plugin that refuses the model's nodes.
             return f"the plugin check failed: {check.error or check.reason}"
         return None
 
+    def _engine_run_reason(self, engine_key: str) -> str | None:
+        """Why the engine cannot run here (a CUDA GPU, then the runtime its manifest names), or None."""
+        reason = cuda_reason()
+        if reason:
+            return reason
+        from toolchain.trt.runtime import rtx_runtime_reason
+
+        rtx = rtx_runtime_reason(self.paths[engine_key])
+        if rtx is not None:
+            return rtx or None
+        return tensorrt_reason()
+
     def _engine_max_batch(self) -> int:
         return max(*self.config.bench_batch_sizes, *self.config.parity_batch_sizes)
 
-    def _build_engine(self, record: StepResult, *, onnx_key: str, engine_key: str, lrn: str) -> None:
+    def _build_engine(self, record: StepResult, *, onnx_key: str, engine_key: str, lrn: str,
+                      fallback: str | None) -> None:
         from toolchain.trt.builder import build_engine
         from toolchain.trt.manifest import read_manifest
 
+        flavour, _ = self._builder()
         path = build_engine(self.paths[onnx_key], self.paths[engine_key],
                             plugin_library=self._plugin_library() if lrn == "plugin" else None, lrn=lrn,
-                            max_batch=self._engine_max_batch(), timing_cache=self.paths["timing_cache"],
+                            max_batch=self._engine_max_batch(), tensorrt=self.config.builder,
+                            timing_cache=None if flavour.rtx else self.paths["timing_cache"],
                             force=self.config.force, log=lambda m: self.console.print(m, highlight=False))
         manifest = read_manifest(path)
         record.outputs = {"engine": str(path)}
-        record.details = {"manifest": manifest}
-        record.summary = (f"{path.name}: {manifest['engine']['bytes'] / 1e6:.1f} MB, "
-                          f"{manifest['build'].get('precision')}, TensorRT {manifest['environment'].get('tensorrt')}")
+        record.details = {"manifest": manifest, "lrn": lrn, "lrn_fallback": fallback}
+        layers = manifest["layers"]
+        record.summary = (f"{path.name}: {manifest['engine']['bytes'] / 1e6:.1f} MB, {manifest['build'].get('precision')}, "
+                          f"{flavour.label}, {layers['network_layers']} layers"
+                          + (f" ({len(layers['network_plugin_layers'])} FusedLRN plugin)" if lrn == "plugin" else "")
+                          + f", built in {manifest['build']['seconds']:.1f} s"
+                          + (f"; {fallback}" if fallback else ""))
 
     def _benchmark(self, record: StepResult) -> None:
         from toolchain.bench import TimingConfig, benchmark_from_sources
@@ -398,7 +463,9 @@ class Pipeline:
             native_engine=self.paths["engine_native"] if self.ran("engine-build-native") else None,
             onnx_int8=self.paths["onnx_int8"] if self.ran("quantize-int8") else None,
             int8_engine=self.paths["engine_int8"] if self.ran("engine-build-int8") else None,
-            plugin_library=self._plugin_library() if self.ran("engine-build") or self.ran("engine-build-int8") else None,
+            plugin_library=self._plugin_library() if any((self.result(s).details or {}).get("lrn") == "plugin"
+                                                         for s in ("engine-build", "engine-build-int8") if self.ran(s))
+            else None,
             batch_sizes=list(c.bench_batch_sizes), include_compile=c.include_compile, config=config,
             out_dir=self.paths["benchmark"], force=c.force, console=self.console, data_dir=c.data_dir,
             parity_samples=c.parity_limit or 32)
@@ -480,7 +547,8 @@ class Pipeline:
 
         self.step("plugin-build", "build the LRN kernel and TensorRT plugin libraries",
                   f"toolchain plugin build --build-dir {_q(c.plugin_build_dir)}"
-                  + (f" --cuda-archs {_q(c.cuda_archs)}" if c.cuda_archs else ""),
+                  + (f" --cuda-archs {_q(c.cuda_archs)}" if c.cuda_archs else "")
+                  + (f" --tensorrt-root {_q(c.tensorrt_root)}" if c.tensorrt_root else ""),
                   self._plugin_build, requires=nvcc_reason)
 
         # Before any long engine build: does the plugin load into this TensorRT (full or lean,
@@ -492,20 +560,26 @@ class Pipeline:
                   requires=self._plugin_check_reason)
 
         max_batch = self._engine_max_batch()
-        for name, onnx_key, engine_key, lrn, export_step in (
+        flavour, _ = self._builder()
+        titles = {"plugin": "FusedLRN plugin", "native": "native LRN", "function": "FusedLRN local function, no plugin"}
+        for name, onnx_key, engine_key, wanted, export_step in (
                 ("engine-build", "onnx_fp16", "engine", "plugin", "export-fp16"),
                 ("engine-build-native", "onnx_native", "engine_native", "native", "export-fp16-native"),
                 ("engine-build-int8", "onnx_int8", "engine_int8", "plugin", "quantize-int8")):
+            lrn, fallback = self._engine_lrn(wanted)
             plugin = self._plugin_library() if lrn == "plugin" else None
             cmd = (f"toolchain build {_q(p[onnx_key])} -o {_q(p[engine_key])}"
-                   + (f" --plugin {_q(plugin)}" if plugin else "") + (" --lrn native" if lrn == "native" else "")
-                   + f" --max-batch {max_batch} --timing-cache {_q(p['timing_cache'])}{force}")
+                   + (f" --plugin {_q(plugin)}" if plugin else "") + (f" --lrn {lrn}" if lrn != "plugin" else "")
+                   + (f" --tensorrt {c.builder}" if c.builder != "auto" else "") + f" --max-batch {max_batch}"
+                   + (f" --timing-cache {_q(p['timing_cache'])}" if flavour is None or not flavour.rtx else "") + force)
             kind = "INT8" if engine_key == "engine_int8" else "FP16"
-            self.step(name, f"build the {kind} TensorRT engine ({'FusedLRN plugin' if lrn == 'plugin' else 'native LRN'})",
-                      cmd, lambda r, o=onnx_key, e=engine_key, l=lrn: self._build_engine(r, onnx_key=o, engine_key=e,
-                                                                                      lrn=l),
+            builder = flavour.label if flavour else "TensorRT"
+            self.step(name, f"build the {kind} {builder} engine ({titles[lrn]})", cmd,
+                      lambda r, o=onnx_key, e=engine_key, l=lrn, f=fallback: self._build_engine(
+                          r, onnx_key=o, engine_key=e, lrn=l, fallback=f),
                       needs=(export_step,),
-                      requires=lambda l=lrn: self._engine_reason(plugin=l == "plugin"))
+                      requires=lambda l=lrn: self._engine_reason() or (self._plugin_check_failed() if l == "plugin"
+                                                                       else None))
 
         for name, engine_key, build_step, report, precision in (
                 ("parity-tensorrt", "engine", "engine-build", "tensorrt-plugin.json", "fp16"),
@@ -517,13 +591,14 @@ class Pipeline:
             def candidate(e=engine_key, build=build_step):
                 from toolchain.runners import make_runner
 
-                plugin = self._plugin_library() if build in ("engine-build", "engine-build-int8") else None
+                built_lrn = (self.result(build).details or {}).get("lrn")
+                plugin = self._plugin_library() if built_lrn == "plugin" else None
                 return make_runner("tensorrt", engine_path=p[e], **({"plugin_library": plugin} if plugin else {}))
 
             self.step(name, f"TensorRT {precision.upper()} vs eager PyTorch on the validation split", cmd,
                       lambda r, f=candidate, rep=report, pr=precision: self._parity(
                           r, candidate_factory=f, precision=pr, report_name=rep, max_batch=max_batch),
-                      needs=("train", build_step), requires=lambda: cuda_reason() or tensorrt_reason())
+                      needs=("train", build_step), requires=lambda e=engine_key: self._engine_run_reason(e))
 
         bench_cmd = (f"toolchain benchmark --checkpoint {ckpt}"
                      + (f" --onnx {_q(p['onnx_fp32'])}" if self.ran("export-fp32") else "")

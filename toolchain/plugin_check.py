@@ -222,7 +222,7 @@ def _default_library(rtx: bool = False) -> Path:
 CHECK_TENSORRT = ("auto", "full", "rtx", "lean")
 
 
-def _checking_tensorrt(which: str = "auto"):
+def checking_tensorrt(which: str = "auto"):
     """The TensorRT whose registry (and, when it has one, parser and builder) the check drives: "auto" a
     builder (the full TensorRT, else TensorRT-RTX) when installed, else the lean runtime."""
     import os
@@ -264,7 +264,7 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
         except Exception as exc:
             raise ToolchainError(f"{path} is not an ONNX model: {exc}") from None
 
-    trt = _checking_tensorrt(tensorrt)
+    trt = checking_tensorrt(tensorrt)
     rtx = flavour_of(trt.__name__, trt.__version__).rtx if hasattr(trt, "Builder") else False
     report.tensorrt = {"module": trt.__name__, "version": getattr(trt, "__version__", "unknown"),
                        "builder": hasattr(trt, "Builder")}

@@ -45,6 +45,39 @@ def skip_causes(steps: list[dict]) -> dict[str, list[str]]:
 STATUS_MARK = {"ran": "ran", "skipped": "skipped", "failed": "**FAILED**"}
 
 
+def engines_markdown(steps: list[dict]) -> list[str]:
+    """The "Engines" section: every engine a step built, from its manifest (file, size, precision, LRN,
+    builder and targets, layer counts by type, build time, and whether it was loaded here)."""
+    built = [s for s in steps if s["name"].startswith("engine-build") and s["status"] == "ran"
+             and isinstance((s.get("details") or {}).get("manifest"), dict)]
+    out = ["## Engines", ""]
+    if not built:
+        return out + ["No engine was built.", ""]
+    out += ["| engine | MB | precision | LRN | builder | targets | layers | build s | loaded here |",
+            "|---|---:|---|---|---|---|---|---:|---|"]
+    notes, unloaded = [], {}
+    for step in built:
+        m = step["details"]["manifest"]
+        env, build, layers = m.get("environment", {}), m.get("build", {}), m.get("layers", {})
+        flavour = "TensorRT-RTX" if env.get("flavour") == "tensorrt-rtx" else "TensorRT"
+        targets = build.get("targets")
+        targets = ", ".join(targets) if isinstance(targets, list) else (targets or "")
+        by_type = ", ".join(f"{n} {t}" for t, n in (layers.get("by_type") or {}).items())
+        lrn = build.get("lrn", "")
+        if lrn == "plugin":
+            lrn = f"plugin ({len(layers.get('network_plugin_layers') or [])} layers)"
+        loaded = m.get("loaded") or {"loaded": True}
+        out.append(f"| `{m['engine']['file']}` | {m['engine']['bytes'] / 1e6:.1f} | {build.get('precision')} | {lrn} | "
+                   f"{flavour} {env.get('tensorrt')} | {_md_escape(targets)} | {layers.get('network_layers')}: "
+                   f"{_md_escape(by_type)} | {build.get('seconds', 0):.1f} | {'yes' if loaded.get('loaded') else 'no'} |")
+        if step["details"].get("lrn_fallback"):
+            notes.append(f"- `{m['engine']['file']}`: {_md_escape(step['details']['lrn_fallback'])}")
+        if not loaded.get("loaded") and loaded.get("reason"):
+            unloaded.setdefault(loaded["reason"], []).append(f"`{m['engine']['file']}`")
+    notes += [f"- {', '.join(files)} not loaded here: {_md_escape(reason)}" for reason, files in unloaded.items()]
+    return out + [""] + notes + ([""] if notes else [])
+
+
 def pipeline_markdown(pipeline: dict, *, benchmark: dict | None = None, benchmark_dir: str | None = None) -> str:
     """REPORT.md of a pipeline run: steps (status, reason, command), training, parity, benchmark."""
     steps = pipeline["steps"]
@@ -103,6 +136,8 @@ def pipeline_markdown(pipeline: dict, *, benchmark: dict | None = None, benchmar
                            f"{row['val']['loss']:.4f} | {row['val']['top1']:.4f} | {row['lr']:.0e} | "
                            f"{row['seconds']:.1f} |")
         out.append("")
+
+    out += engines_markdown(steps)
 
     parity = {s["name"]: s["details"]["report"] for s in steps
               if s["name"].startswith("parity") and s["status"] in ("ran", "failed")

@@ -41,6 +41,11 @@ from toolchain.errors import ToolchainError
 @click.option("--include-compile", is_flag=True, help="Also time torch.compile on the CPU.")
 @click.option("--plugin-build-dir", default="build/plugins", show_default=True, type=click.Path(file_okay=False))
 @click.option("--cuda-archs", default=None, help='CMake CUDA architectures for the plugin build, e.g. "native".')
+@click.option("--tensorrt-root", type=click.Path(exists=True, file_okay=False), default=None,
+              help="TensorRT headers for the plugin build: a prefix with include/ (and lib/), or an include folder "
+                   "(default: $TensorRT_ROOT, the pip tensorrt package, system paths).")
+@click.option("--tensorrt", "builder", type=click.Choice(["auto", "full", "rtx"]), default="auto", show_default=True,
+              help="Engine builder: the full TensorRT (GPU), TensorRT-RTX (CPU), or the full one when installed.")
 @click.option("--skip", multiple=True, metavar="STEP",
               help="Skip a step (repeatable): train, export-fp32, export-fp16, export-fp16-native, parity-onnxruntime, "
                    "parity-onnxruntime-fp16, quantize-int8, parity-onnxruntime-int8, plugin-build, plugin-check, engine-build, "
@@ -49,7 +54,7 @@ from toolchain.errors import ToolchainError
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def pipeline(out_dir, force, variant, dataset, image_size, epochs, batch_size, target_top1, seed, device, data_dir,
              parity_batch_sizes, parity_limit, quant_samples, quant_method, bench_batch_sizes, bench_max_seconds, bench_warmup, bench_window,
-             include_compile, plugin_build_dir, cuda_archs, skip, quiet):
+             include_compile, plugin_build_dir, cuda_archs, tensorrt_root, builder, skip, quiet):
     """Train -> export (FP32, FP16) -> ONNX Runtime parity -> plugin -> TensorRT engines -> TensorRT parity
     -> benchmark, writing REPORT.md and pipeline.json in the run folder.
 
@@ -71,7 +76,8 @@ def pipeline(out_dir, force, variant, dataset, image_size, epochs, batch_size, t
         quant_samples=quant_samples, quant_method=quant_method,
         bench_batch_sizes=bench_batch_sizes, bench_max_seconds=bench_max_seconds, bench_warmup=bench_warmup,
         bench_window=bench_window, include_compile=include_compile, plugin_build_dir=plugin_build_dir,
-        cuda_archs=cuda_archs, skip=tuple(skip), force=force, progress=not quiet)
+        cuda_archs=cuda_archs, tensorrt_root=tensorrt_root, builder=builder, skip=tuple(skip), force=force,
+        progress=not quiet)
     record = run_pipeline(config, console=Console(stderr=True, quiet=quiet))
     out = Console()
     for step in record["steps"]:
