@@ -34,6 +34,14 @@ def _tensorrt_reason() -> str | None:
     return None
 
 
+def _rtx_reason() -> str | None:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt_rtx") is None:
+        return "TensorRT-RTX is not installed (pip install tensorrt-rtx, or the project's [rtx] extra)"
+    return None
+
+
 def _nvcc_reason() -> str | None:
     from toolchain.plugin import build_tools_unavailable
 
@@ -42,7 +50,8 @@ def _nvcc_reason() -> str | None:
 
 def pytest_collection_modifyitems(config, items):
     reasons = {}
-    checks = {"needs_cuda": _cuda_reason, "needs_tensorrt": _tensorrt_reason, "needs_nvcc": _nvcc_reason}
+    checks = {"needs_cuda": _cuda_reason, "needs_tensorrt": _tensorrt_reason, "needs_nvcc": _nvcc_reason,
+              "needs_tensorrt_rtx": _rtx_reason}
     for item in items:
         for marker, check in checks.items():
             if marker in item.keywords:

@@ -195,12 +195,15 @@ def make_logger(trt, *, verbose: bool = False, log=None, quiet: bool = False):
             self.errors: list[str] = []
             self.warnings: list[str] = []
             self.plugin_trace: list[str] = []  # the FusedLRN plugin's build-call lines (VERBOSE)
+            self.weights_bytes: int | None = None  # the builder's "Total Weights Memory" (INFO)
             self.verbose = verbose
 
         def log(self, level, msg):  # noexcept on the C++ side: never raise here
             try:
                 if level == severity.VERBOSE and " build call " in str(msg):
                     self.plugin_trace.append(str(msg))
+                elif level == severity.INFO and str(msg).startswith("Total Weights Memory:"):
+                    self.weights_bytes = int(str(msg).split(":")[1].split()[0])
                 if level in (severity.INTERNAL_ERROR, severity.ERROR):
                     self.errors.append(" ".join(str(msg).split()))
                     if verbose or not quiet:

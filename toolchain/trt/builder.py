@@ -295,7 +295,7 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
                   plugin_path: Path | None, plugin_sha256: str | None, tensorrt_version: str, tensorrt_package: str,
                   device: dict, io: dict, layers: dict, parser: dict, build_seconds: float,
                   loaded: dict | None = None, plugin_calls: dict | None = None,
-                  warnings: list[str] | None = None) -> dict:
+                  warnings: list[str] | None = None, weights_bytes: int | None = None) -> dict:
     """The manifest body (see :mod:`toolchain.trt.manifest`); pure, so tested without TensorRT."""
     plugin = None
     if plugin_path is not None:
@@ -327,7 +327,7 @@ def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, i
                   "typing": plan.precision.reason, "profile": {plan.input_name: plan.profile.to_dict()},
                   "targets": plan.targets or ("portable" if plan.flavour.rtx else "this GPU"),
                   "parser": parser, "seconds": round(build_seconds, 2), "notes": plan.notes,
-                  "tensorrt_warnings": warnings or []},
+                  "tensorrt_warnings": warnings or [], "weights_bytes": weights_bytes},
         "io": io,
         "layers": layers,
         "loaded": loaded or {"loaded": True, "reason": None},
@@ -407,6 +407,7 @@ def build_engine(onnx_path, engine_path, *, plugin_library=None, lrn: str = "plu
                          tensorrt_version=trt.__version__, tensorrt_package=trt.__name__, device=device or {},
                          io=result["io"], layers=layers, parser=result["parser"], build_seconds=seconds,
                          loaded={"loaded": result["loaded"], "reason": not_loaded}, warnings=result["warnings"],
+                         weights_bytes=result["weights_bytes"],
                          plugin_calls=summarize_plugin_trace(trace) if plan.needs_plugin else None)
     manifest_mod.write_manifest(paths["engine"], body, force=force)
     # After the work: a failed build says one line, a good one also what was decided on the way.
@@ -701,7 +702,7 @@ def build_parsed(trt, parsed: ParsedNetwork, plan: BuildPlan, logger, *, load: b
         layer_info, io = json.dumps(network_layer_info(trt, network), indent=1), network_io(network, plan)
     return {"engine": engine_bytes, "layer_info": layer_info, "io": io, "timing_cache": cache_out,
             "network": facts, "parser": parsed.parser_info, "loaded": load, "plugin_trace": list(logger.plugin_trace),
-            "warnings": list(logger.warnings)}
+            "warnings": list(logger.warnings), "weights_bytes": logger.weights_bytes}
 
 
 def _load_and_inspect(trt, logger, engine_bytes: bytes, plan: BuildPlan) -> tuple[str | None, dict]:
