@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers import assert_one_line_error, run_cli
 from toolchain.errors import ToolchainError
-from toolchain.pipeline import STEP_NAMES, Pipeline, PipelineConfig, PipelineError, cuda_reason, raise_if_failed
+from toolchain.pipeline import (STEP_NAMES, Pipeline, PipelineConfig, PipelineError, builder_flavour, cuda_reason,
+                                raise_if_failed)
 
 GPU_STEPS = ("engine-build", "engine-build-native", "engine-build-int8", "parity-tensorrt", "parity-tensorrt-native",
              "parity-tensorrt-int8")
@@ -115,11 +116,30 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
     assert parity["passed"] and parity["precision"] == "fp32"
     assert {c["batch_size"] for c in parity["comparisons"]} == {1, 8}
     assert all(c["samples"] == 16 for c in parity["comparisons"])
+    flavour, no_builder = builder_flavour("auto")
+    if flavour is not None and flavour.rtx:
+        # TensorRT-RTX builds on the CPU: real engines, through the FusedLRN function since the plugin
+        # build was skipped (said in each step), the native one through TensorRT's LRN layer.
+        for name, engine in (("engine-build", "model-fp16.engine"), ("engine-build-native", "model-fp16-native.engine"),
+                             ("engine-build-int8", "model-int8.engine")):
+            assert steps[name]["status"] == "ran", (name, steps[name])
+            assert (run / "engines" / engine).stat().st_size > 1_000_000
+            manifest = steps[name]["details"]["manifest"]
+            assert manifest["environment"]["flavour"] == "tensorrt-rtx" and manifest["loaded"]["loaded"] is False
+        assert steps["engine-build"]["details"]["lrn"] == "function"
+        assert "plugin library was not built" in steps["engine-build"]["details"]["lrn_fallback"]
+        assert "--lrn function" in steps["engine-build"]["command"] and "--timing-cache" not in steps["engine-build"]["command"]
+        assert "--lrn native" in steps["engine-build-native"]["command"]
+        report = (run / "REPORT.md").read_text()
+        assert "## Engines" in report and "| `model-int8.engine` |" in report and "not loaded here" in report
+    elif no_builder:
+        for name in GPU_STEPS[:3]:
+            assert steps[name]["status"] == "skipped" and steps[name]["reason"] == no_builder, name
     if cuda_reason():
-        for name in GPU_STEPS:
+        for name in GPU_STEPS[3:]:
             assert steps[name]["status"] == "skipped", name
-            assert steps[name]["command"].startswith(("toolchain build ", "toolchain parity --backend tensorrt"))
-        assert "CUDA" in steps["engine-build"]["reason"] or "TensorRT" in steps["engine-build"]["reason"]
+            assert steps[name]["command"].startswith("toolchain parity --backend tensorrt")
+            assert "CUDA" in steps[name]["reason"]
     for name in ("model-fp32.onnx", "model-fp16.onnx", "model-fp16-native.onnx", "model-int8.onnx"):
         assert (run / "onnx" / name).stat().st_size > 0
     bench = json.loads((run / "benchmark" / "benchmark.json").read_text())

@@ -370,16 +370,13 @@ class Pipeline:
         return self.state["builder"]
 
     def _plugin_library(self) -> str | None:
-        # TensorRT-RTX loads only the dynamic-registration library (IPluginRegistry.loadLibrary).
+        """The plugin library this run's plugin-build step made (never a stale one found elsewhere: the
+        run's engines and reports must describe what this run built). TensorRT-RTX loads only the
+        dynamic-registration library (IPluginRegistry.loadLibrary)."""
         flavour, _ = self._builder()
         kind = "tensorrt_dynamic" if flavour is not None and flavour.rtx else "tensorrt"
         step = self.result("plugin-build")
-        if step is not None and step.outputs.get(kind):
-            return step.outputs[kind]
-        from toolchain.plugin import find_library
-
-        found = find_library(kind)
-        return str(found) if found else None
+        return step.outputs.get(kind) if step is not None and step.status == "ran" else None
 
     def _engine_reason(self) -> str | None:
         flavour, why = self._builder()
@@ -399,8 +396,11 @@ class Pipeline:
             return lrn, None  # _plugin_check_failed skips the step: no build with a plugin that refuses nodes
         if self._plugin_library() is None:
             build = self.result("plugin-build")
-            why = (build.reason if build is not None and build.status == "skipped" else
-                   (build.details.get("result") or {}).get("tensorrt_skipped") if build is not None else None)
+            why = None
+            if build is not None and build.status != "ran":
+                why = f"plugin-build {build.status}: {build.reason or build.error}"
+            elif build is not None:
+                why = (build.details.get("result") or {}).get("tensorrt_skipped")
             return "function", ("the plugin library was not built"
                                 + (f" ({why})" if why else " (toolchain plugin build needs nvcc and TensorRT headers: "
                                    "--tensorrt-root)") + "; the FusedLRN nodes' standard-op function stands in")
