@@ -370,3 +370,171 @@ def test_plugin_sources_compile_against_tensorrt_headers(major):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok ") == 6  # 3 sources x (static, dynamic registration)
+
+
+# --- the shape rule getOutputShapes applies (lrnShape.h), on public types only -----------------------
+
+# IExprBuilder/IDimensionExpr come only from TensorRT's builder, so the rule is checked here with
+# Dims (values) and DimsExprs (the same expression pointers come back; they are never dereferenced).
+_SHAPE_CHECK = textwrap.dedent(r"""
+    #include "lrnShape.h"
+    #include <NvInferRuntime.h>
+    #include <cstdio>
+    #include <stdexcept>
+    #include <string>
+    using namespace nvinfer1;
+    using toolchain::lrn::outputDims;
+    int failures = 0;
+    void check(char const* name, bool ok, std::string const& detail = "")
+    {
+        failures += ok ? 0 : 1;
+        std::printf("%s %s %s\n", ok ? "ok" : "FAIL", name, detail.c_str());
+    }
+    template <typename F>
+    std::string refusal(F f)
+    {
+        try { f(); } catch (std::invalid_argument const& e) { return e.what(); }
+        return "";
+    }
+    int main()
+    {
+        Dims in{};
+        in.nbDims = 4;
+        in.d[0] = -1, in.d[1] = 96, in.d[2] = 55, in.d[3] = 55;
+        Dims const out = outputDims(&in, 1, 1);
+        bool same = out.nbDims == 4;
+        for (int i = 0; i < 4; ++i) same = same && out.d[i] == in.d[i];
+        check("dims.equals_input", same);
+        char tokens[4];
+        DimsExprs ein{};
+        ein.nbDims = 4;
+        for (int i = 0; i < 4; ++i) ein.d[i] = reinterpret_cast<IDimensionExpr const*>(&tokens[i]);
+        DimsExprs const eout = outputDims(&ein, 1, 1);
+        same = eout.nbDims == 4;
+        for (int i = 0; i < 4; ++i) same = same && eout.d[i] == ein.d[i];
+        check("exprs.same_expressions", same);
+        Dims in3 = in;
+        in3.nbDims = 3;
+        std::string const rank3 = refusal([&] { outputDims(&in3, 1, 1); });
+        check("rejects_rank3", rank3.find("rank 3") != std::string::npos, rank3);
+        in3.nbDims = 5;
+        check("rejects_rank5", !refusal([&] { outputDims(&in3, 1, 1); }).empty());
+        check("rejects_two_inputs", !refusal([&] { outputDims(&in, 2, 1); }).empty());
+        check("rejects_two_outputs", !refusal([&] { outputDims(&in, 1, 2); }).empty());
+        check("rejects_null", !refusal([&] { outputDims<Dims>(nullptr, 1, 1); }).empty());
+        return failures == 0 ? 0 : 1;
+    }
+""")
+
+
+@pytest.mark.parametrize("major", [pytest.param(10, id="trt10"), pytest.param(11, id="trt11")])
+def test_plugin_shape_rule_on_public_types(major, tmp_path):
+    headers = _trt_headers(major)
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    (tmp_path / "shape.cpp").write_text(_SHAPE_CHECK)
+    exe = tmp_path / "shape"
+    proc = subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{PLUGIN_DIR}", "-isystem",
+                           str(headers), "-isystem", str(_cuda_include()), str(tmp_path / "shape.cpp"), "-o", str(exe)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout
+    assert run.stdout.count("\nok ") + run.stdout.startswith("ok ") == 7, run.stdout
+    # The plugin's getOutputShapes applies this rule (and nothing else decides the output shape).
+    plugin = (PLUGIN_DIR / "lrnPlugin.cpp").read_text()
+    assert "outputs[0] = outputDims(inputs, nbInputs, nbOutputs);" in plugin
+
+
+# --- CMake: one TensorRT lookup, shared by the plugin and the example ---------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+LOOKUP = REPO / "plugins" / "cmake" / "toolchain_find_tensorrt.cmake"
+
+
+def _cmake_files() -> list[Path]:
+    return [p for p in _repo_files() if p.name == "CMakeLists.txt" or p.suffix == ".cmake"]
+
+
+def _repo_files() -> list[Path]:
+    """The checkout's files (tracked and new, not ignored): git's list, else a walk without build trees."""
+    if (REPO / ".git").exists() and shutil.which("git"):
+        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             capture_output=True, text=True)
+        if out.returncode == 0:
+            return [REPO / name for name in out.stdout.split("\0") if name and (REPO / name).is_file()]
+    skip = {".git", ".venv", ".trt", "build", "dist", "runs", "__pycache__", ".pytest_cache", "shared"}
+    return [p for p in REPO.rglob("*") if p.is_file() and not skip & set(p.relative_to(REPO).parts)]
+
+
+def _cmake_code(path: Path) -> str:
+    """The file without comments (a '#' outside a quoted string starts one)."""
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        quoted = False
+        for i, c in enumerate(line):
+            if c == '"' and (i == 0 or line[i - 1] != "\\"):
+                quoted = not quoted
+            elif c == "#" and not quoted:
+                line = line[:i]
+                break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def test_tensorrt_lookup_is_defined_in_one_cmake_file():
+    # What a lookup is made of: the find calls, the version header, the library names, the root's folders.
+    lookup = re.compile(r"find_(?:path|library)\s*\(\s*TensorRT_|NvInferVersion\.h|nvinfer(?:_lean)?\b|"
+                        r"TensorRT_ROOT\}/|ENV\{TensorRT_ROOT\}")
+    defining = sorted(str(p.relative_to(REPO)) for p in _cmake_files() if lookup.search(_cmake_code(p)))
+    assert defining == ["plugins/cmake/toolchain_find_tensorrt.cmake"], defining
+    include = re.compile(r"include\(\s*\"[^\"]*toolchain_find_tensorrt\.cmake\"\s*\)")
+    for user in ("plugins/lrn/CMakeLists.txt", "examples/cpp/CMakeLists.txt"):
+        assert include.search((REPO / user).read_text()), f"{user} does not include the shared lookup"
+    # The status lines build_plugins parses are checked where they are printed: "skipped" by
+    # kernel_build above, "library none" by the wheel test below, "(lean: ON)" by the conformance build.
+
+
+def test_wheel_ships_the_lookup_and_its_plugin_sources_configure(tmp_path):
+    """An installed copy: toolchain/plugin_src/cmake is in the wheel and the plugin project finds it."""
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    for name in ("toolchain", "plugins"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, "-c", "from setuptools import build_meta; print(build_meta.build_wheel('dist'))"],
+                          cwd=src, capture_output=True, text=True)
+    if proc.returncode != 0 and "No module named" in proc.stderr:
+        pytest.skip(f"cannot build a wheel here: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    wheel = src / "dist" / proc.stdout.strip().splitlines()[-1]
+    installed = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        zf.extractall(installed)
+    assert "toolchain/plugin_src/cmake/toolchain_find_tensorrt.cmake" in names
+    assert "toolchain/plugin_src/lrn/lrnShape.h" in names
+    found = subprocess.run([sys.executable, "-c", "from toolchain.plugin import default_source_dir as d; print(d())"],
+                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)}, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    source = Path(found.stdout.strip())
+    assert source == installed / "toolchain" / "plugin_src"
+    # Configure (no compile) the installed sources with headers alone: the included lookup runs.
+    nvcc, cmake = find_nvcc(), shutil.which("cmake")
+    headers = __import__("trtenv").header_dirs().get(10)
+    if nvcc is None or cmake is None or headers is None:
+        pytest.skip("needs nvcc, cmake and TensorRT 10 headers to configure the installed sources")
+    root = tmp_path / "headers-only"
+    root.mkdir()
+    (root / "include").symlink_to(headers)
+    configure = subprocess.run([cmake, "-S", str(source), "-B", str(tmp_path / "build"), f"-DCMAKE_CUDA_COMPILER={nvcc}",
+                                "-DCMAKE_CUDA_ARCHITECTURES=80-real", f"-DTensorRT_ROOT={root}"],
+                               capture_output=True, text=True)
+    assert configure.returncode == 0, configure.stdout[-2000:] + configure.stderr[-2000:]
+    assert (f"FusedLRN TensorRT plugin: TensorRT 10 headers {root}/include, library none (dynamic registration only)"
+            in configure.stdout), configure.stdout

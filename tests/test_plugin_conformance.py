@@ -150,6 +150,8 @@ def test_conformance_both_libraries_in_one_process(built):
 # --- the interfaces TensorRT calls -------------------------------------------------------------
 
 #: Checks the harness must report (a check that silently stopped running fails here).
+#: getOutputShapes needs TensorRT's own IExprBuilder: its rule is tested in test_plugin_build.py
+#: (test_plugin_shape_rule_on_public_types) and the real builder calls it in test_rtx_build.py.
 REQUIRED_CHECKS = {
     "creator.interface", "creator.getFieldNames", "createPlugin.accepts.parser_odd", "createPlugin.accepts.parser_even",
     "createPlugin.accepts.wide_64bit", "createPlugin.wide_64bit.values", "createPlugin.refuses.size_zero",
@@ -157,12 +159,22 @@ REQUIRED_CHECKS = {
     "createPlugin.refuses.alpha_nan", "createPlugin.refuses.beta_inf", "createPlugin.refuses.missing_size",
     "createPlugin.refuses.missing_alpha", "createPlugin.refuses.missing_beta", "createPlugin.refuses.missing_bias",
     "capability.core", "capability.build", "capability.runtime", "build.getNbOutputs",
-    "getOutputDataTypes.FLOAT", "getOutputDataTypes.HALF", "getOutputShapes.equals_input",
-    "getOutputShapes.rejects_rank3", "configurePlugin.dynamic", "configurePlugin.concrete",
+    "getOutputDataTypes.FLOAT", "getOutputDataTypes.HALF", "supportsFormatCombination.rejects_rank3",
+    "configurePlugin.dynamic", "configurePlugin.concrete",
     "configurePlugin.rejects_type_mismatch", "getWorkspaceSize", "onShapeChange.concrete",
     "onShapeChange.rejects_shape_mismatch", "getFieldsToSerialize", "createPlugin.runtime_round_trip",
     "clone.independent_equal", "attachToContext.independent_equal", "enqueue.rejects_int8_into_error_recorder",
 }
+
+
+def test_no_test_double_of_tensorrt_internals():
+    """The harness drives the plugin through public interfaces only: TensorRT's internal apiv
+    classes change with any release, so nothing in the repository may name them."""
+    from tests.test_plugin_build import REPO, _repo_files
+
+    internal = b"apiv" + b"::"  # spelled apart so this file does not match itself
+    users = [str(p.relative_to(REPO)) for p in _repo_files() if internal in p.read_bytes()]
+    assert users == []
 
 
 @pytest.mark.parametrize("how", HOW)

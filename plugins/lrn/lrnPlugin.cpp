@@ -13,6 +13,7 @@
 #include "lrnPlugin.h"
 
 #include "lrnKernel.h"
+#include "lrnShape.h"
 
 #include <cmath>
 #include <cstdio>
@@ -314,17 +315,11 @@ int32_t LrnPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, Di
 {
     try
     {
-        if (inputs == nullptr || outputs == nullptr || nbInputs != 1 || nbOutputs != 1)
+        if (outputs == nullptr)
         {
             throw std::invalid_argument("expects 1 input and 1 output");
         }
-        // Rank is known at network construction: reject non-4-D inputs as early as possible.
-        if (inputs[0].nbDims != 4)
-        {
-            throw std::invalid_argument(
-                "expects a 4-D NCHW tensor, got rank " + std::to_string(inputs[0].nbDims));
-        }
-        outputs[0] = inputs[0];
+        outputs[0] = outputDims(inputs, nbInputs, nbOutputs);
         traceBuildCall(mName, "getOutputShapes", "input rank " + std::to_string(inputs[0].nbDims));
         return 0;
     }
