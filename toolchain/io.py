@@ -217,15 +217,36 @@ def default_dir_mode() -> int:
 # --------------------------------------------------------------------------- writing
 
 
-def make_parent(path: Path) -> None:
+def make_parent(path: Path) -> Path | None:
+    """Create ``path``'s folder; return the topmost folder created (None: it existed)."""
+    top = None
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        top, folder = folder, folder.parent
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise os_error(path, exc) from None
+    return top
 
 
-def _new_temp(path: Path) -> Path:
-    make_parent(path)
+def _remove_created(top: Path | None, path: Path) -> None:
+    """Remove the (empty) folders :func:`make_parent` created for ``path`` after a failed write."""
+    if top is None:
+        return
+    folder = path.parent
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
+        folder = folder.parent
+
+
+def _new_temp(path: Path, created: list) -> Path:
+    created.append(make_parent(path))
     try:
         fd, tmp_name = _open_temp(path.parent, path.name)
     except OSError as exc:
@@ -256,18 +277,24 @@ def _writing_failed(path: Path, exc: BaseException) -> None:
 def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
     path = check_writable(path, force=force)
-    tmp = _new_temp(path)
+    created: list = []
+    tmp = None
+    done = False
     try:
+        tmp = _new_temp(path, created)
         try:
             yield tmp
             _finish_temp(tmp, path)
             _replace(tmp, path)
+            done = True
         except Exception as exc:
             _writing_failed(path, exc)
             raise
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
+        if not done:  # a failed write leaves no new empty folder either
+            _remove_created(created[0] if created else None, path)
 
 
 @contextlib.contextmanager
@@ -281,11 +308,13 @@ def atomic_outputs(paths: Mapping[str, str | os.PathLike], *, force: bool = Fals
     temps: dict[str, Path] = {}
     aside: dict[str, Path] = {}
     placed: list[str] = []
+    created: list = []
+    done = False
     current = next(iter(targets.values()))  # the file being worked on, for the one-line error
     try:
         try:
             for key, current in targets.items():
-                temps[key] = _new_temp(current)
+                temps[key] = _new_temp(current, created)
             yield dict(temps)
             for key, current in targets.items():
                 _finish_temp(temps[key], current)
@@ -312,11 +341,15 @@ def atomic_outputs(paths: Mapping[str, str | os.PathLike], *, force: bool = Fals
         for old in aside.values():
             with contextlib.suppress(OSError):
                 old.unlink()
+        done = True
     finally:
         for tmp in temps.values():
             if tmp.exists():
                 with contextlib.suppress(OSError):
                     tmp.unlink()
+        if not done:
+            for top, path in zip(created, targets.values()):
+                _remove_created(top, path)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -> Path:

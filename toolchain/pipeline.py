@@ -151,7 +151,7 @@ def check_config(config: PipelineConfig) -> None:
 def check_run_folder(out_dir, *, force: bool, inputs=()) -> Path:
     from toolchain.io import guard_output
 
-    return guard_output(out_dir, folder=True, force=force, inputs=inputs, what="run folder (--out)")
+    return guard_output(out_dir, folder=True, force=force, inputs=inputs, what="--out")
 
 
 class Pipeline:

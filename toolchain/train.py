@@ -189,7 +189,7 @@ def _check_run_folder(out_dir: Path, config: TrainConfig) -> None:
 
     if config.resume and not out_dir.is_dir():
         raise ToolchainError(f"nothing to resume in {out_dir}", hint="start without --resume")
-    guard_output(out_dir, folder=True, force=config.force or config.resume, what="run folder (--out)",
+    guard_output(out_dir, folder=True, force=config.force or config.resume, what="--out",
                  inputs=dataset_inputs_paths(config.dataset, config.data_dir))
 
 
