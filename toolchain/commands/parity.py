@@ -78,6 +78,9 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
                              *dataset_inputs_paths(dataset, data_dir)])
     if dataset and random_n:
         raise ToolchainError("--dataset and --random exclude each other")
+    if fused_lrn and not device.startswith("cuda"):  # on the CPU it would silently run PyTorch's own LRN
+        raise ToolchainError("--fused-lrn runs LRN through the CUDA kernel, and --device is the CPU",
+                             hint="pass --device cuda on a machine with a GPU, or leave --fused-lrn out")
     if layerwise and not backend.startswith("onnxruntime"):
         raise ToolchainError("--layerwise covers --backend onnxruntime only",
                              hint="TensorRT engines expose their layers only when built with marked outputs")
