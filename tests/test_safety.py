@@ -487,6 +487,17 @@ def test_bad_checkpoint_metadata_is_refused_by_every_command(files, tmp_path, ch
     assert not (tmp_path / "m.onnx").exists()
 
 
+def test_unreadable_onnx_metadata_is_one_line(files, tmp_path):
+    import onnx
+
+    model = onnx.load(str(files["onnx"]))
+    next(p for p in model.metadata_props if p.key == "toolchain.num_classes").value = "ten"
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    _refused(run_main("parity", "--onnx", bad, "--random", "2", "--batch-sizes", "1"),
+             "metadata toolchain.num_classes is not readable")
+
+
 def test_check_number_names_the_value_and_the_range():
     from toolchain.validate import check_number
 

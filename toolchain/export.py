@@ -370,8 +370,6 @@ def read_metadata(model_or_path) -> dict:
 
     Keys lose the ``toolchain.`` prefix; JSON lists and numbers are decoded.
     """
-    from toolchain.validate import check_model_meta
-
     is_path = isinstance(model_or_path, (str, Path))
     model = load_onnx(model_or_path, load_weights=False) if is_path else model_or_path
     source = f"ONNX file {model_or_path}" if is_path else "the ONNX model's"
@@ -391,9 +389,7 @@ def read_metadata(model_or_path) -> dict:
             raise ToolchainError(f"{source} metadata {prop.key} is not readable ({value[:40]!r})",
                                  hint="the file's metadata is damaged; re-export it with 'toolchain export'") from None
         out[key] = value
-    if all(key in out for key in ("variant", "num_classes", "in_channels", "image_size")):
-        out = check_model_meta(out, source=source.removesuffix("'s"))
-    return out
+    return out  # a model built from it goes through toolchain.models.build_model's checks
 
 
 def load_onnx(path, *, load_weights: bool = True):

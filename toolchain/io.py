@@ -110,8 +110,6 @@ def input_conflict(output: Path, inputs, *, folder: bool) -> str | None:
                 return f"{output} is the input {what}"
             if (folder or output.is_dir()) and _inside(member, output):
                 return f"{output} holds the input {what}"
-        if path.is_dir() and (_same(output, path) or _inside(path, output)):
-            return f"{output} {'is' if _same(output, path) else 'holds'} the input folder {label} {path}"
     return None
 
 
