@@ -349,8 +349,8 @@ def test_a_full_disk_while_packaging_is_one_line(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_full_disk_while_training_is_one_line_and_leaves_no_empty_folder(tmp_path, disk_full):
     _refused(run_main("train", "--dataset", "synthetic", "--epochs", "1", "--device", "cpu", "--quiet",
-                      "--out", tmp_path / "run"), "cannot write", "No space left on device")
-    assert not (tmp_path / "run").exists()
+                      "--out", tmp_path / "runs" / "run"), "cannot write", "No space left on device")
+    assert list(tmp_path.iterdir()) == []  # neither run/ nor the runs/ it needed
 
 
 def test_writers_errors_behind_library_exceptions_become_one_line(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from toolchain import __version__
 from toolchain.errors import ToolchainError
-from toolchain.io import atomic_outputs, check_writable, require_file, sha256_file
+from toolchain.io import atomic_outputs, check_writable, json_text, require_file, sha256_file
 from toolchain.validate import check_model_meta
 
 METADATA_KEY = "toolchain"
@@ -62,7 +62,7 @@ def save_checkpoint(path, model, meta: dict, *, force: bool = False) -> Path:
     sidecar = {**meta, "weights_file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     with atomic_outputs({"weights": path, "sidecar": sidecar_path(path)}, force=force) as tmp:
         tmp["weights"].write_bytes(data)
-        tmp["sidecar"].write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        tmp["sidecar"].write_text(json_text(sidecar), encoding="utf-8")
     return path
 
 

@@ -215,12 +215,17 @@ def default_dir_mode() -> int:
 # --------------------------------------------------------------------------- writing
 
 
-def make_parent(path: Path) -> Path | None:
-    """Create ``path``'s folder; return the topmost folder created (None: it existed)."""
+def missing_top(folder: Path) -> Path | None:
+    """The topmost folder of ``folder``'s path that does not exist yet (None: ``folder`` exists)."""
     top = None
-    folder = path.parent
     while not folder.exists() and folder != folder.parent:
         top, folder = folder, folder.parent
+    return top
+
+
+def make_parent(path: Path) -> Path | None:
+    """Create ``path``'s folder; return the topmost folder created (None: it existed)."""
+    top = missing_top(path.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -228,8 +233,8 @@ def make_parent(path: Path) -> Path | None:
     return top
 
 
-def _remove_created(top: Path | None, path: Path) -> None:
-    """Remove the (empty) folders :func:`make_parent` created for ``path`` after a failed write."""
+def remove_created(top: Path | None, path: Path) -> None:
+    """After a failed write, remove the folders created for ``path`` up to ``top``, while they are empty."""
     if top is None:
         return
     folder = path.parent
@@ -292,7 +297,7 @@ def atomic_output(path: str | os.PathLike, *, force: bool = False) -> Iterator[P
         if tmp is not None and tmp.exists():
             tmp.unlink()
         if not done:  # a failed write leaves no new empty folder either
-            _remove_created(created[0] if created else None, path)
+            remove_created(created[0] if created else None, path)
 
 
 @contextlib.contextmanager
@@ -347,7 +352,7 @@ def atomic_outputs(paths: Mapping[str, str | os.PathLike], *, force: bool = Fals
                     tmp.unlink()
         if not done:
             for top, path in zip(created, targets.values()):
-                _remove_created(top, path)
+                remove_created(top, path)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -> Path:
@@ -389,14 +394,6 @@ def staged_folder(target: Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def remove_if_created_empty(folder: Path, existed: bool) -> None:
-    """Remove ``folder`` (and nothing else) if this command created it and left it empty."""
-    if existed:
-        return
-    with contextlib.suppress(OSError):
-        folder.rmdir()  # only succeeds when empty
 
 
 # --------------------------------------------------------------------------- reading

@@ -254,14 +254,14 @@ def _train(config: TrainConfig, group, device) -> TrainResult:
     plan = batch_plan(config.batch_size, group.world_size, lr=config.lr, rule=config.lr_scaling)
     out_dir = Path(config.out_dir)
     group.from_main(lambda: _check_run_folder(out_dir, config))
-    existed = out_dir.exists()
+    from toolchain.io import missing_top, remove_created
+
+    top = missing_top(out_dir)
     try:
         return _train_into(config, group, device, spec, plan, out_dir)
     except BaseException:
         if group.is_main:  # a run that failed before its first checkpoint leaves no empty folder behind
-            from toolchain.io import remove_if_created_empty
-
-            remove_if_created_empty(out_dir, existed)
+            remove_created(top, out_dir / "history.json")
         raise
 
 

@@ -120,6 +120,9 @@ def check_model_meta(meta: dict, *, source: str) -> dict:
     """
     from toolchain.models import VARIANTS
 
+    if not isinstance(meta, dict):
+        raise ToolchainError(f"{source} metadata is not a JSON object",
+                             hint="the file's metadata is damaged; re-train or re-export it")
     missing = [key for key in ("variant", "num_classes", "in_channels", "image_size") if key not in meta]
     if missing:
         raise ToolchainError(f"{source} metadata lacks {', '.join(missing)}",
