@@ -85,8 +85,10 @@ def test_a_bug_in_a_step_keeps_its_traceback(tmp_path, monkeypatch):
 
 
 def test_failed_pipeline_exits_non_zero_from_the_cli(tmp_path):
-    # A dataset that does not exist makes training fail: a real failure, one line, non-zero exit.
-    result = run_cli("pipeline", "--out", tmp_path / "run", "--dataset", "imagefolder:" + str(tmp_path / "nope"),
+    # A dataset folder without images makes training fail: a real failure, one line, non-zero exit.
+    # (A folder that does not exist is refused before the run starts: test_safety.py.)
+    (tmp_path / "empty").mkdir()
+    result = run_cli("pipeline", "--out", tmp_path / "run", "--dataset", "imagefolder:" + str(tmp_path / "empty"),
                      "--skip", "plugin-build", "--quiet")
     assert result.code != 0
     assert result.stderr.strip().splitlines()[-1].startswith("error: 1 pipeline step(s) failed: train:")

@@ -51,9 +51,10 @@ def header_dirs() -> dict[int, Path]:
 
 
 def header_skip_reason(major: int | None = None) -> str:
-    want = f"TensorRT {major} headers" if major else "TensorRT headers"
-    return (f"no {want}: set TOOLCHAIN_TRT_HEADERS to TensorRT include folder(s), or keep the workplace's "
-            f"shared/trt-headers beside the checkout ({SHARED_HEADERS} does not hold them)")
+    """What the user needs: TensorRT's include folder (the one holding NvInfer.h) for that major."""
+    want = f"TensorRT {major}" if major else "TensorRT"
+    return (f"needs {want}'s headers: set TOOLCHAIN_TRT_HEADERS to its include folder (the one holding NvInfer.h; "
+            f"several separated by '{os.pathsep}')")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from toolchain import __version__
 from toolchain.errors import ToolchainError
-from toolchain.io import atomic_output, check_writable, require_file, sha256_file, write_json_atomic
+from toolchain.io import atomic_outputs, check_writable, json_text, require_file, sha256_file
+from toolchain.validate import check_model_meta
 
 METADATA_KEY = "toolchain"
 
@@ -43,8 +44,10 @@ def sidecar_path(path: Path) -> Path:
 
 
 def save_checkpoint(path, model, meta: dict, *, force: bool = False) -> Path:
-    """Write ``path`` (.safetensors) and its JSON sidecar, both atomically."""
-    from safetensors.torch import save_file
+    """Write ``path`` (.safetensors) and its JSON sidecar as one set: both appear, or neither changes."""
+    import hashlib
+
+    from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -53,22 +56,22 @@ def save_checkpoint(path, model, meta: dict, *, force: bool = False) -> Path:
     meta = {**meta, "versions": meta.get("versions") or library_versions()}
     # safetensors refuses shared storage; clone so every tensor is standalone.
     state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
-    with atomic_output(path, force=force) as tmp:
-        save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
-    write_json_atomic(sidecar_path(path), {**meta, "weights_file": path.name, "sha256": sha256_file(path)},
-                      force=True)
+    # Serialized in memory and written by Python: a full disk is an OSError (one line), and the
+    # file gets a normal mode (safetensors' save_file creates it 0600).
+    data = save(state, metadata={METADATA_KEY: json.dumps(meta)})
+    sidecar = {**meta, "weights_file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+    with atomic_outputs({"weights": path, "sidecar": sidecar_path(path)}, force=force) as tmp:
+        tmp["weights"].write_bytes(data)
+        tmp["sidecar"].write_text(json_text(sidecar), encoding="utf-8")
     return path
 
 
-def _model_from_meta(meta: dict):
+def _model_from_meta(meta: dict, source: str = "checkpoint"):
     from toolchain.models import build_model
 
-    missing = [key for key in ("variant", "num_classes", "in_channels", "image_size") if key not in meta]
-    if missing:
-        raise ToolchainError(f"checkpoint metadata lacks {', '.join(missing)}",
-                             hint="was it written by 'toolchain train'?")
-    return build_model(meta["variant"], num_classes=int(meta["num_classes"]), in_channels=int(meta["in_channels"]),
-                       image_size=int(meta["image_size"]))
+    meta = check_model_meta(meta, source=source)
+    return build_model(meta["variant"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
+                       image_size=meta["image_size"]), meta
 
 
 def load_checkpoint(path) -> Checkpoint:
@@ -105,8 +108,8 @@ def load_checkpoint(path) -> Checkpoint:
         if recorded and recorded != digest:
             raise ToolchainError(f"checkpoint {path} does not match the sha256 in {sidecar.name}",
                                  hint="the file was changed or truncated; re-train or restore it")
-    model = _model_from_meta(meta)
-    _load_state(model, state, path)
+    model, meta = _model_from_meta(meta, f"checkpoint {path}")
+    _load_state(model, state, path, meta)
     return Checkpoint(model=model.eval(), meta=meta, sha256=digest, path=path)
 
 
@@ -127,17 +130,42 @@ def _load_pickle(path: Path) -> Checkpoint:
     if meta is None:
         raise ToolchainError(f"pickled checkpoint {path} has no 'meta' dict",
                              hint="save {'state_dict': ..., 'meta': {'variant': ..., ...}} or use safetensors")
-    model = _model_from_meta(meta)
-    _load_state(model, state, path)
+    model, meta = _model_from_meta(meta, f"checkpoint {path}")
+    _load_state(model, state, path, meta)
     return Checkpoint(model=model.eval(), meta=meta, sha256=sha256_file(path), path=path)
 
 
-def _load_state(model, state: dict, path: Path) -> None:
+def state_mismatch(expected: dict, found: dict) -> str | None:
+    """How a state dict ``found`` (name -> tensor) fails the model's ``expected`` one, in a few words, or None."""
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    shapes = [f"{name} is {list(found[name].shape)}, the model needs {list(expected[name].shape)}"
+              for name in expected if name in found and tuple(found[name].shape) != tuple(expected[name].shape)]
+    parts = []
+    if shapes:
+        parts.append(shapes[0] + (f" (and {len(shapes) - 1} more tensor(s) of another shape)" if len(shapes) > 1
+                                  else ""))
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[0]}")
+    return "; ".join(parts) or None
+
+
+def _load_state(model, state: dict, path: Path, meta: dict) -> None:
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise ToolchainError(f"checkpoint {path}'s weights do not fit the model its metadata describes "
+                             f"(variant {meta['variant']}, {meta['num_classes']} classes, {meta['in_channels']} "
+                             f"channel(s), {meta['image_size']} px): {problem}",
+                             hint="the metadata names another variant or shape than the weights were trained as; "
+                                  "restore the original checkpoint or re-train it")
     try:
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "mismatched keys"
-        raise ToolchainError(f"checkpoint {path} does not fit its variant ({first})") from None
+    except RuntimeError as exc:  # dtypes or anything state_mismatch does not cover
+        first = str(exc).splitlines()[-1].strip() if str(exc) else "mismatched tensors"
+        raise ToolchainError(f"checkpoint {path}'s weights do not load into variant {meta['variant']}: {first}",
+                             hint="restore the original checkpoint or re-train it") from None
 
 
 def model_from_source(*, checkpoint=None, variant: str | None = None, weights: str | None = None,

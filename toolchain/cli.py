@@ -8,6 +8,7 @@ line on stderr with a non-zero exit code.
 from __future__ import annotations
 
 import importlib
+import importlib.util  # not implied by `import importlib`: a plain install crashed in --help
 import sys
 
 import click
@@ -60,6 +61,14 @@ def cli():
     """PyTorch AlexNet with LRN -> ONNX -> FP16 TensorRT, with parity checks and benchmarks."""
 
 
+def usage_line(exc: click.UsageError) -> str:
+    """A usage error in one line: what was wrong, then where the options are described."""
+    message = " ".join(exc.format_message().split())
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "toolchain"
+    return f"{message.rstrip('.')}; see '{path} --help'"
+
+
 def main(argv=None):
     try:
         cli.main(args=argv, prog_name="toolchain", standalone_mode=False)
@@ -69,12 +78,20 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # click's own form takes four lines (usage, hint, blank, error)
+        click.echo(f"error: {usage_line(exc)}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted; no output was left half-written", err=True)
         sys.exit(130)
+    except OSError as exc:  # the last net: an OS error is the user's environment, not a bug
+        where = f" {exc.filename}" if exc.filename else ""
+        click.echo(f"error: cannot access{where}: {exc.strerror or exc}; check the path, the disk and its "
+                   "permissions", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     sys.exit(0)

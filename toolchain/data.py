@@ -15,6 +15,7 @@ Evaluation: the same resize and a centre crop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass, field
@@ -192,20 +193,60 @@ def _pca(images: torch.Tensor) -> PCAColorNoise | None:
     return PCAColorNoise(eigval.flip(0), eigvec.flip(1))
 
 
-def _download(what: str, make):
+DATASET_NAMES = ("digits", "synthetic", "fashion-mnist", "cifar10", "imagefolder")
+
+
+def check_dataset_spec(spec: str) -> None:
+    """Refuse an unknown dataset or a missing ImageFolder path (no loading, no download)."""
+    name = str(spec).split(":", 1)[0]
+    if name not in DATASET_NAMES:
+        raise ToolchainError(f"unknown dataset {spec!r}", hint=f"choose one of {', '.join(DATASETS)}")
+    if name == "imagefolder":
+        root = str(spec).split(":", 1)[1] if ":" in str(spec) else ""
+        if not root:
+            raise ToolchainError("imagefolder needs a path", hint="use --dataset imagefolder:PATH")
+        if not Path(root).is_dir():
+            raise ToolchainError(f"ImageFolder path {root} does not exist or is not a directory",
+                                 hint="give a folder with one subfolder of images per class")
+
+
+def dataset_inputs_paths(spec: str | None, data_dir=None) -> list[tuple[str, Path]]:
+    """The files a dataset is read from, as (option, path): outputs must not overwrite them."""
+    out = []
+    if spec and str(spec).startswith("imagefolder:") and str(spec).split(":", 1)[1]:
+        out.append(("--dataset", Path(str(spec).split(":", 1)[1])))
+    if data_dir:
+        out.append(("--data-dir", Path(data_dir)))
+    return out
+
+
+def _download(what: str, make, data_dir: Path):
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
+    existed = data_dir.exists()
     try:
         return make()
     except (OSError, RuntimeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _remove_empty_tree(data_dir, existed)
         raise MissingDependencyError(
-            f"could not download {what} ({detail})",
-            hint=f"connect to the network or place the files under {default_data_dir()} (--data-dir), "
+            f"could not download {what} into {data_dir} ({detail})",
+            hint=f"connect to the network, or place the files under {data_dir} (--data-dir), "
                  "or use --dataset digits, which needs no download",
         ) from None
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def _remove_empty_tree(folder: Path, existed: bool) -> None:
+    """Undo the empty folders a failed download created (files, if any, are kept)."""
+    if existed or not folder.is_dir():
+        return
+    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def load_dataset(spec: str, *, image_size: int | None = None, in_channels: int | None = None, data_dir=None,
@@ -238,8 +279,8 @@ def load_dataset(spec: str, *, image_size: int | None = None, in_channels: int |
 
         cls = datasets.FashionMNIST if name == "fashion-mnist" else datasets.CIFAR10
         pretty = "Fashion-MNIST" if name == "fashion-mnist" else "CIFAR-10"
-        train_base = _download(pretty, lambda: cls(str(data_dir), train=True, download=download))
-        val_base = _download(pretty, lambda: cls(str(data_dir), train=False, download=download))
+        train_base = _download(pretty, lambda: cls(str(data_dir), train=True, download=download), data_dir)
+        val_base = _download(pretty, lambda: cls(str(data_dir), train=False, download=download), data_dir)
         classes = list(train_base.classes)
         if name == "fashion-mnist":
             stats = ((0.2860,), (0.3530,))
@@ -253,12 +294,8 @@ def load_dataset(spec: str, *, image_size: int | None = None, in_channels: int |
 
         from toolchain.models.alexnet import IMAGENET_MEAN, IMAGENET_STD
 
-        root = Path(spec.split(":", 1)[1]) if ":" in spec else None
-        if root is None or not str(root):
-            raise ToolchainError("imagefolder needs a path", hint="use --dataset imagefolder:PATH")
-        if not root.is_dir():
-            raise ToolchainError(f"ImageFolder path {root} does not exist or is not a directory",
-                                 hint="give a folder with one subfolder of images per class")
+        check_dataset_spec(spec)
+        root = Path(spec.split(":", 1)[1])
         try:
             if (root / "train").is_dir() and (root / "val").is_dir():
                 train_base = datasets.ImageFolder(str(root / "train"))

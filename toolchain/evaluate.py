@@ -14,7 +14,15 @@ def evaluate_checkpoint(checkpoint_path, dataset_spec: str | None = None, *, spl
     from toolchain.data import load_dataset
     from toolchain.errors import ToolchainError
     from toolchain.train import make_loader, resolve_device, topk_correct
+    from toolchain.validate import check_number
 
+    check_number("--batch-size", batch_size, low=1, integer=True)
+    if split not in ("val", "train"):
+        raise ToolchainError(f"unknown split {split!r}", hint="use val or train")
+    device_t = resolve_device(device)
+    if fused_lrn and device_t.type != "cuda":  # on the CPU it would silently measure PyTorch's own LRN
+        raise ToolchainError("--fused-lrn runs LRN through the CUDA kernel, and the device is the CPU",
+                             hint="pass --device cuda on a machine with a GPU, or leave --fused-lrn out")
     ckpt = load_checkpoint(checkpoint_path)
     meta = ckpt.meta
     spec = dataset_spec or meta.get("dataset")
@@ -28,12 +36,9 @@ def evaluate_checkpoint(checkpoint_path, dataset_spec: str | None = None, *, spl
     if len(bundle.classes) != int(meta["num_classes"]):
         raise ToolchainError(f"dataset {spec} has {len(bundle.classes)} classes, the checkpoint "
                              f"{meta['num_classes']}", hint="evaluate on the dataset it was trained for")
-    if split not in ("val", "train"):
-        raise ToolchainError(f"unknown split {split!r}", hint="use val or train")
     dataset = bundle.val if split == "val" else bundle.train
     if split == "train":  # measure on the unaugmented images
         dataset = type(bundle.val)(bundle.val.base, bundle.train.indices, bundle.val.transform)
-    device_t = resolve_device(device)
     model = ckpt.model.to(device_t).eval()
     if fused_lrn:
         from toolchain.fused_lrn import enable_fused_lrn

@@ -370,20 +370,26 @@ def read_metadata(model_or_path) -> dict:
 
     Keys lose the ``toolchain.`` prefix; JSON lists and numbers are decoded.
     """
-    model = load_onnx(model_or_path, load_weights=False) if isinstance(model_or_path, (str, Path)) else model_or_path
+    is_path = isinstance(model_or_path, (str, Path))
+    model = load_onnx(model_or_path, load_weights=False) if is_path else model_or_path
+    source = f"ONNX file {model_or_path}" if is_path else "the ONNX model's"
     out = {}
     for prop in model.metadata_props:
         if not prop.key.startswith(META_PREFIX):
             continue
         key, value = prop.key[len(META_PREFIX):], prop.value
-        if key in ("classes", "mean", "std", "split"):
-            value = json.loads(value)
-        elif key in ("image_size", "in_channels", "num_classes", "lrn_count", "opset", "seed"):
-            value = int(value)
-        elif key == "fp16_io":
-            value = value == "true"
+        try:
+            if key in ("classes", "mean", "std", "split"):
+                value = json.loads(value)
+            elif key in ("image_size", "in_channels", "num_classes", "lrn_count", "opset", "seed"):
+                value = int(value)
+            elif key == "fp16_io":
+                value = value == "true"
+        except ValueError:  # json.JSONDecodeError is a ValueError
+            raise ToolchainError(f"{source} metadata {prop.key} is not readable ({value[:40]!r})",
+                                 hint="the file's metadata is damaged; re-export it with 'toolchain export'") from None
         out[key] = value
-    return out
+    return out  # a model built from it goes through toolchain.models.build_model's checks
 
 
 def load_onnx(path, *, load_weights: bool = True):
@@ -467,9 +473,10 @@ def export_from_source(output, *, checkpoint=None, variant: str | None = None, w
         raise ToolchainError("--checkpoint describes the model fully",
                              hint="drop --variant/--weights/--image-size/--num-classes/--in-channels")
     if output is not None:
-        from toolchain.io import check_writable
+        from toolchain.io import guard_output
 
-        check_writable(output, force=options.get("force", False))
+        guard_output(output, force=options.get("force", False), inputs={"--checkpoint": checkpoint},
+                     what="--output")
     source = model_from_source(checkpoint=checkpoint, variant=variant, weights=weights, image_size=image_size,
                                num_classes=num_classes, in_channels=in_channels, seed=seed)
     meta = dict(source.meta)

@@ -55,6 +55,32 @@ def custom_node_attributes(params: LRNParams) -> dict:
             "plugin_namespace": lrn_op.PLUGIN_NAMESPACE}
 
 
+def node_problems(node) -> list[str]:
+    """Why a FusedLRN node is not the op as defined (pure): every field present with its ONNX type
+    (``lrn_op.FIELDS``: a ``size`` stored as FLOAT runs nowhere) and values :class:`LRNParams` accepts."""
+    from onnx import AttributeProto
+
+    name = node.name or "<unnamed FusedLRN>"
+    attrs = {attr.name: attr for attr in node.attribute}
+    problems, values = [], {}
+    for field, kind in lrn_op.FIELDS.items():
+        attr = attrs.get(field)
+        if attr is None:
+            problems.append(f"{name}: attribute {field} is missing")
+            continue
+        stored = AttributeProto.AttributeType.Name(attr.type)
+        if stored != kind:
+            problems.append(f"{name}: attribute {field} is stored as {stored}, the op takes {kind}")
+            continue
+        values[field] = int(attr.i) if kind == "INT" else float(attr.f)
+    if not problems:
+        try:
+            LRNParams(**values)
+        except ValueError as exc:
+            problems.append(f"{name}: {exc}")
+    return problems
+
+
 def make_custom_node(input_name: str, output_name: str, params: LRNParams, name: str):
     import onnx
 

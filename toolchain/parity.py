@@ -281,13 +281,16 @@ class ParityReport:
                 "tolerances": {name: dataclasses.asdict(tol) for name, tol in self.tolerances.items()},
                 "comparisons": [c.to_dict() for c in self.comparisons], "failures": self.failures()}
 
-    def raise_if_failed(self) -> None:
+    def raise_if_failed(self, *, report=None) -> None:
+        """``report``: where the full report was written (None: it was not; say how to get one)."""
         if not self.comparisons:
             raise ParityError("no outputs were compared", hint="give some inputs (--dataset or --random)")
         failures = self.failures()
         if failures:
             raise ParityError(f"{self.candidate} differs from {self.reference}: {len(failures)} failed check(s): "
-                              + "; ".join(failures), hint="see the report for every metric")
+                              + "; ".join(failures),
+                              hint=f"every metric is in {report}" if report else
+                              "rerun with --report FILE to keep every metric")
 
     def table(self):
         """Metrics and checks as rows, one column per (output, batch size): fits narrow terminals."""
@@ -323,6 +326,14 @@ class ParityReport:
                 cells.append("-" if check is None else "[green]pass[/]" if check.passed else "[bold red]FAIL[/]")
             table.add_row(f"check {name}", *cells)
         return table
+
+
+def check_batch_sizes(batch_sizes, inputs: int, *, more: str = "more inputs") -> None:
+    """A batch size larger than the inputs would be reported "at" a size never run: refuse it."""
+    too_big = [b for b in batch_sizes if b > inputs]
+    if too_big:
+        raise ToolchainError(f"batch size {too_big[0]} is larger than the {inputs} input(s) compared",
+                             hint=f"pass --batch-sizes up to {inputs}, or {more}")
 
 
 def iter_batches(inputs, batch_size: int, labels=None, *, static_batch: int | None = None):
@@ -461,9 +472,13 @@ def dataset_inputs(spec: str, meta: dict, *, limit: int | None = None, data_dir=
     if int(meta.get("num_classes", len(bundle.classes))) != len(bundle.classes):
         raise ToolchainError(f"dataset {spec} has {len(bundle.classes)} classes, the model {meta['num_classes']}",
                              hint="compare on the dataset the model was trained for, or use --random N")
+    if limit is not None:
+        from toolchain.validate import check_number
+
+        check_number("--limit", limit, low=1, integer=True)
     n = len(bundle.val) if limit is None else min(int(limit), len(bundle.val))
     if n < 1:
-        raise ToolchainError(f"dataset {spec} has no validation images")
+        raise ToolchainError(f"dataset {spec} has no validation images", hint="compare on --random N inputs")
     images, labels = [], []
     for i in range(n):
         image, label = bundle.val[i]

@@ -23,6 +23,7 @@ pipeline fails (non-zero exit) when any step failed, never because of skips.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shlex
 import time
 import traceback
@@ -126,14 +127,45 @@ def nvcc_reason() -> str | None:
     return build_tools_unavailable()
 
 
-def check_run_folder(out_dir, *, force: bool) -> Path:
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ToolchainError(f"{out} exists and is not a folder", hint="choose another --out")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ToolchainError(f"run folder {out} already exists and is not empty",
-                             hint="pass --force to reuse it (files are overwritten) or choose another --out")
-    return out
+def check_config(config: PipelineConfig) -> None:
+    """Everything the user chose, checked before the run folder is touched (no step runs on a bad value)."""
+    from toolchain.quantize import METHODS, check_samples
+    from toolchain.train import TrainConfig, check_train_config, resolve_device
+    from toolchain.validate import MAX_BATCH, check_number
+
+    unknown = [s for s in config.skip if s not in STEP_NAMES]
+    if unknown:
+        raise ToolchainError(f"unknown step(s) to skip: {', '.join(unknown)}", hint=f"steps: {', '.join(STEP_NAMES)}")
+    check_train_config(TrainConfig(variant=config.variant, dataset=config.dataset, image_size=config.image_size,
+                                   epochs=config.epochs, batch_size=config.batch_size,
+                                   target_top1=config.target_top1, seed=config.seed, device=config.device))
+    resolve_device(config.device)
+    for name, sizes in (("--parity-batch-sizes", config.parity_batch_sizes),
+                        ("--bench-batch-sizes", config.bench_batch_sizes)):
+        if not sizes:
+            raise ToolchainError(f"{name} is empty", hint="e.g. 1,32")
+        for size in sizes:
+            check_number(name, size, low=1, high=MAX_BATCH, integer=True)
+    if config.parity_limit is not None:
+        check_number("--parity-limit", config.parity_limit, low=1, integer=True)
+        if config.parity_limit < max(config.parity_batch_sizes):
+            raise ToolchainError(f"--parity-limit {config.parity_limit} gives fewer images than the parity batch size "
+                                 f"{max(config.parity_batch_sizes)}",
+                                 hint=f"pass --parity-limit {max(config.parity_batch_sizes)} or more, or smaller "
+                                      "--parity-batch-sizes")
+    check_samples(config.quant_samples)
+    if config.quant_method not in METHODS:
+        raise ToolchainError(f"unknown calibration method {config.quant_method!r}", hint=f"choose {', '.join(METHODS)}")
+    check_number("--bench-max-seconds", config.bench_max_seconds, low=0.0, low_open=True)
+    check_number("--bench-warmup", config.bench_warmup, low=0, integer=True)
+    if config.bench_window is not None:
+        check_number("--bench-window", config.bench_window, low=1, integer=True)
+
+
+def check_run_folder(out_dir, *, force: bool, inputs=()) -> Path:
+    from toolchain.io import guard_output
+
+    return guard_output(out_dir, folder=True, force=force, inputs=inputs, what="--out")
 
 
 class Pipeline:
@@ -142,18 +174,17 @@ class Pipeline:
     def __init__(self, config: PipelineConfig, console=None):
         from rich.console import Console
 
-        unknown = [s for s in config.skip if s not in STEP_NAMES]
-        if unknown:
-            raise ToolchainError(f"unknown step(s) to skip: {', '.join(unknown)}",
-                                 hint=f"steps: {', '.join(STEP_NAMES)}")
-        if any(int(b) < 1 for b in (*config.parity_batch_sizes, *config.bench_batch_sizes)):
-            raise ToolchainError("batch sizes must be positive")
+        from toolchain.data import dataset_inputs_paths
+
+        check_config(config)
         self.config = config
-        self.out = check_run_folder(config.out_dir, force=config.force)
+        self.out = check_run_folder(config.out_dir, force=config.force,
+                                    inputs=dataset_inputs_paths(config.dataset, config.data_dir))
         self.console = console or Console(stderr=True, quiet=not config.progress)
         self.steps: list[StepResult] = []
         self.state: dict = {}
         self.root_reasons: dict[str, str] = {}  # step -> the first cause of its skip
+        self.said: dict[str, str] = {}  # skip reason -> the step that gave it in full
         self.paths = {
             "train": self.out / "train", "checkpoint": self.out / "train" / "model.safetensors",
             "onnx_fp32": self.out / "onnx" / "model-fp32.onnx", "onnx_fp16": self.out / "onnx" / "model-fp16.onnx",
@@ -175,6 +206,15 @@ class Pipeline:
         step = self.result(name)
         return step is not None and step.status == "ran"
 
+    def _once(self, name: str, reason: str) -> str:
+        """``reason`` in full the first time a step gives it; later its gist and the step that gave it in full
+        (an environment reason carries an install hint, and several steps share it)."""
+        first = self.said.setdefault(reason, name)
+        if first == name:
+            return reason
+        gist = re.sub(r"\s*\([^()]*\)", "", reason.split("; ")[0]).strip()
+        return f"{gist}; see step {first}"
+
     def step(self, name: str, title: str, command: str, fn: Callable[[StepResult], None], *,
              needs: tuple[str, ...] = (), requires: Callable[[], str | None] | None = None) -> StepResult:
         record = StepResult(name=name, title=title, command=command)
@@ -195,14 +235,18 @@ class Pipeline:
                 elif dep_step.status == "failed":
                     state = "failed"
                 else:  # carry the root cause along, so each skip says why on its own
-                    state = f"was skipped ({self.root_reasons.get(dep, dep_step.reason)})"
-                    record.details["root_reason"] = self.root_reasons.get(dep, dep_step.reason)
+                    root = self.root_reasons.get(dep, dep_step.reason)
+                    state = f"was skipped ({root if root == 'skipped by --skip' else self._once(name, root)})"
+                    record.details["root_reason"] = root
                 reason = f"needs step {dep}, which {state}"
         if reason is None and requires is not None:
             reason = requires()
+            if reason:
+                record.details["skip_cause"] = reason  # in full, for the report and the dependents
+                reason = self._once(name, reason)
         if reason:
             record.status, record.reason = "skipped", reason
-            self.root_reasons[name] = record.details.get("root_reason", reason)
+            self.root_reasons[name] = record.details.get("root_reason") or record.details.get("skip_cause") or reason
             self.console.print(f"[yellow]skipped[/]: {reason}", highlight=False)
             return record
         started = time.perf_counter()
@@ -210,7 +254,8 @@ class Pipeline:
             fn(record)
             record.status = "ran"
         except MissingDependencyError as exc:  # found missing only while running (e.g. cmake)
-            record.status, record.reason = "skipped", exc.one_line()
+            record.status, record.reason = "skipped", self._once(name, exc.one_line())
+            record.details["skip_cause"] = self.root_reasons[name] = exc.one_line()
         except ToolchainError as exc:
             record.status, record.error = "failed", exc.one_line()
         except Exception as exc:  # a bug: keep going, keep the traceback for the report
@@ -299,12 +344,17 @@ class Pipeline:
         return self.state["inputs"]
 
     def _parity(self, record: StepResult, *, candidate_factory, precision: str, report_name: str,
-                max_batch: int | None = None) -> None:
+                max_batch: int | None = None, onnx: Path | None = None) -> None:
         from toolchain.io import write_json_atomic
         from toolchain.parity import load_tolerances, run_parity
         from toolchain.runners import TorchRunner
 
         ckpt = self._checkpoint()
+        if onnx is not None:  # the same weights, by content, before any inference
+            from toolchain.weights import verify_onnx_weights
+
+            verify_onnx_weights(ckpt.model, onnx, onnx_label=str(onnx),
+                                reference_label=f"checkpoint {self.paths['checkpoint']}")
         images, labels = self._inputs()
         sizes = [b for b in self.config.parity_batch_sizes if max_batch is None or b <= max_batch] or [1]
         reference = TorchRunner(ckpt.model, device="cpu")
@@ -323,7 +373,7 @@ class Pipeline:
         agreement = min((c.metrics.get("top1_agreement", 1.0) for c in report.comparisons), default=1.0)
         record.summary = (f"{'PASS' if report.passed else 'FAIL'}: max abs error {worst:.3g}, top-1 agreement "
                           f"{agreement:.4f} on {len(images)} images, batch sizes {', '.join(map(str, sizes))}")
-        report.raise_if_failed()  # after writing: the report shows every check
+        report.raise_if_failed(report=path)  # after writing: the report shows every check
 
     def _plugin_build(self, record: StepResult) -> None:
         from toolchain.plugin import build_plugins
@@ -529,7 +579,8 @@ class Pipeline:
             export_step = "export-fp32" if key == "onnx_fp32" else "export-fp16"
             self.step(name, f"ONNX Runtime CPU vs eager PyTorch ({precision.upper()} tolerances)", cmd,
                       lambda r, k=key, pr=precision, rep=report: self._parity(
-                          r, candidate_factory=lambda: OnnxRuntimeRunner(p[k]), precision=pr, report_name=rep),
+                          r, candidate_factory=lambda: OnnxRuntimeRunner(p[k]), precision=pr, report_name=rep,
+                          onnx=p[k]),
                       needs=("train", export_step))
 
         self.step("quantize-int8", "calibrate an INT8 Q/DQ ONNX (ONNX Runtime quantize_static, training split)",
@@ -542,7 +593,7 @@ class Pipeline:
                   f" --batch-sizes {sizes}{limit} --precision int8"
                   f" --report {_q(p['parity'] / 'onnxruntime-int8.json')}{force}",
                   lambda r: self._parity(r, candidate_factory=lambda: OnnxRuntimeRunner(p["onnx_int8"]),
-                                         precision="int8", report_name="onnxruntime-int8.json"),
+                                         precision="int8", report_name="onnxruntime-int8.json", onnx=p["onnx_int8"]),
                   needs=("train", "quantize-int8"))
 
         self.step("plugin-build", "build the LRN kernel and TensorRT plugin libraries",

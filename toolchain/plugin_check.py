@@ -363,7 +363,10 @@ def _check_node(trt, creator, node) -> NodeResult:
     fields = parser_fields(node)
     result = NodeResult(node.name or "<unnamed>", {f.name: f.values[0] if len(f.values) == 1 else f.values
                                                     for f in fields})
-    problems = [f.problem for f in fields if f.problem]
+    from toolchain.onnx_lrn import node_problems
+
+    # The plugin may accept what ONNX Runtime and the op's function refuse (a FLOAT size).
+    problems = [f.problem for f in fields if f.problem] + node_problems(node)
     with captured_stderr() as log:
         plugin = creator.create_plugin(result.name, _plugin_field_collection(trt, fields), trt.TensorRTPhase.BUILD)
     result.accepted = plugin is not None and not problems

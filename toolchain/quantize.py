@@ -306,6 +306,13 @@ def check_source_onnx(model, *, checkpoint_sha256: str | None = None) -> dict:
     if is_quantized(model):
         raise ToolchainError("the ONNX file is already quantized (it has QuantizeLinear/DequantizeLinear nodes)",
                              hint="quantize the FP32 export instead")
+    from toolchain.onnx_lrn import node_problems
+
+    problems = [p for node in model.graph.node if node.op_type == lrn_op.OP_TYPE and node.domain == lrn_op.DOMAIN
+                for p in node_problems(node)]
+    if problems:
+        raise ToolchainError(f"the ONNX file's FusedLRN nodes are not valid: {'; '.join(problems)}",
+                             hint="re-export it with 'toolchain export'")
     recorded = meta.get("checkpoint_sha256") or None
     if checkpoint_sha256 and recorded and recorded != checkpoint_sha256:
         raise ToolchainError(f"the ONNX file was exported from another checkpoint (sha256 {recorded[:12]}...)",
@@ -324,9 +331,9 @@ def quantize_model(source_onnx, inputs, output, *, method: str = DEFAULT_METHOD,
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from toolchain.export import load_onnx
-    from toolchain.io import atomic_output, check_writable, sha256_file
+    from toolchain.io import atomic_output, guard_output, sha256_file
 
-    check_writable(output, force=force)
+    guard_output(output, force=force, inputs={"--onnx": source_onnx}, what="--output")
     check_samples(len(inputs))
     calibrate_method = _calibration_method(method)
     extra_options = quantize_options(target)
@@ -417,15 +424,22 @@ def quantize_checkpoint(checkpoint, output, *, onnx_path=None, calibration: str 
     """
     from toolchain.checkpoint import load_checkpoint
     from toolchain.export import export_model, load_onnx
-    from toolchain.io import check_writable
+    from toolchain.io import guard_output
+    from toolchain.weights import verify_onnx_weights
 
-    check_writable(output, force=force)
+    guard_output(output, force=force, inputs={"--checkpoint": checkpoint, "--onnx": onnx_path}, what="--output")
     _calibration_method(method)
     quantize_options(target)
     check_samples(samples)
     ckpt = load_checkpoint(checkpoint)
     if onnx_path is not None:
-        check_source_onnx(load_onnx(onnx_path, load_weights=False), checkpoint_sha256=ckpt.sha256)
+        source = load_onnx(onnx_path)
+        check_source_onnx(source, checkpoint_sha256=ckpt.sha256)
+        # By content: an ONNX file edited with its metadata kept, or exported from other weights,
+        # would otherwise be calibrated and written with this checkpoint's sha256.
+        verify_onnx_weights(ckpt.model, source, onnx_label=f"--onnx {onnx_path}",
+                            reference_label=f"checkpoint {checkpoint}")
+        del source
     inputs, description = calibration_inputs(ckpt.meta, dataset=calibration, samples=samples, data_dir=data_dir,
                                              seed=seed)
     if onnx_path is not None:

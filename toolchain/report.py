@@ -37,7 +37,8 @@ def skip_causes(steps: list[dict]) -> dict[str, list[str]]:
     causes: dict[str, list[str]] = {}
     for step in steps:
         if step["status"] == "skipped":
-            cause = (step.get("details") or {}).get("root_reason") or step.get("reason") or "skipped"
+            details = step.get("details") or {}
+            cause = details.get("root_reason") or details.get("skip_cause") or step.get("reason") or "skipped"
             causes.setdefault(cause, []).append(step["name"])
     return causes
 

@@ -159,10 +159,38 @@ def rank_seed(seed: int, rank: int, epoch: int) -> int:
     return seed + 1_000_003 * (rank + 1) + 7_919 * epoch
 
 
+def check_train_config(config: TrainConfig) -> None:
+    """Every number of ``config`` in range, and the variant and dataset known, before anything is written."""
+    from toolchain.data import check_dataset_spec
+    from toolchain.validate import check_model_shape, check_number
+
+    check_model_shape(config.variant, in_channels=config.in_channels, image_size=config.image_size)
+    check_dataset_spec(config.dataset)
+    for name, value, rule in (
+            ("--epochs", config.epochs, {"low": 1, "integer": True}),
+            ("--batch-size", config.batch_size, {"low": 1, "integer": True}),
+            ("--lr", config.lr, {"low": 0.0, "low_open": True}),
+            ("--momentum", config.momentum, {"low": 0.0, "high": 1.0, "high_open": True}),
+            ("--weight-decay", config.weight_decay, {"low": 0.0}),
+            ("--dropout", config.dropout, {"low": 0.0, "high": 1.0, "high_open": True}),
+            ("--lr-patience", config.lr_patience, {"low": 0, "integer": True}),
+            ("min_lr", config.min_lr, {"low": 0.0}),
+            ("--val-fraction", config.val_fraction, {"low": 0.0, "high": 1.0, "low_open": True, "high_open": True}),
+            ("--target-top1", config.target_top1, {"low": 0.0, "high": 1.0}),
+            ("--workers", config.workers, {"low": 0, "integer": True}),
+            ("--dist-timeout", config.dist_timeout, {"low": 0.0, "low_open": True})):
+        if value is not None:
+            check_number(name, value, **rule)
+
+
 def _check_run_folder(out_dir: Path, config: TrainConfig) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()) and not (config.force or config.resume):
-        raise ToolchainError(f"run folder {out_dir} already exists and is not empty",
-                             hint="pass --force to overwrite it, --resume to continue, or choose another --out")
+    from toolchain.data import dataset_inputs_paths
+    from toolchain.io import guard_output
+
+    if config.resume and not out_dir.is_dir():
+        raise ToolchainError(f"nothing to resume in {out_dir}", hint="start without --resume")
+    guard_output(out_dir, folder=True, force=config.force or config.resume, what="--out",
+                 inputs=dataset_inputs_paths(config.dataset, config.data_dir))
 
 
 def _load_resume_state(out_dir: Path) -> dict:
@@ -196,6 +224,7 @@ def _load_resume_state(out_dir: Path) -> dict:
 def run_training(config: TrainConfig) -> TrainResult:
     from toolchain.distributed import launch_from_env, sigterm_as_error, start, stop
 
+    check_train_config(config)
     launch = launch_from_env()
     device = resolve_device(config.device)
     if launch.distributed:
@@ -214,24 +243,38 @@ def run_training(config: TrainConfig) -> TrainResult:
 
 
 def _train(config: TrainConfig, group, device) -> TrainResult:
-    import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from toolchain.checkpoint import library_versions, save_checkpoint
-    from toolchain.data import DEFAULT_IMAGE_SIZE, DEFAULT_TRAINING, PAPER_TRAINING, load_dataset
-    from toolchain.distributed import batch_plan, collective, lr_factor, shard_indices, state_digest
-    from toolchain.models import build_model, get_variant
+    from toolchain.data import DEFAULT_TRAINING, PAPER_TRAINING
+    from toolchain.distributed import batch_plan
+    from toolchain.models import get_variant
 
     spec = get_variant(config.variant)
     defaults = DEFAULT_TRAINING.get(config.dataset.split(":", 1)[0], PAPER_TRAINING)
     config.epochs = defaults["epochs"] if config.epochs is None else config.epochs
     config.batch_size = defaults["batch_size"] if config.batch_size is None else config.batch_size
-    if config.epochs < 1:
-        raise ToolchainError(f"--epochs must be at least 1, got {config.epochs}")
     plan = batch_plan(config.batch_size, group.world_size, lr=config.lr, rule=config.lr_scaling)
     out_dir = Path(config.out_dir)
     group.from_main(lambda: _check_run_folder(out_dir, config))
+    from toolchain.io import missing_top, remove_created
+
+    top = missing_top(out_dir)
+    try:
+        return _train_into(config, group, device, spec, plan, out_dir)
+    except BaseException:
+        if group.is_main:  # a run that failed before its first checkpoint leaves no empty folder behind
+            remove_created(top, out_dir / "history.json")
+        raise
+
+
+def _train_into(config: TrainConfig, group, device, spec, plan, out_dir: Path) -> TrainResult:
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from toolchain.checkpoint import library_versions, save_checkpoint
+    from toolchain.data import DEFAULT_IMAGE_SIZE, load_dataset
+    from toolchain.distributed import collective, lr_factor, shard_indices, state_digest
+    from toolchain.models import build_model
+
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -274,7 +317,9 @@ def _train(config: TrainConfig, group, device) -> TrainResult:
     if group.distributed:
         torch.manual_seed(rank_seed(config.seed, group.rank, start_epoch))
     if group.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        from toolchain.io import make_parent
+
+        make_parent(out_dir / "history.json")  # the folder, with a one-line error if it cannot be made
 
     workers = config.workers if config.workers is not None else (4 if device.type == "cuda" else 0)
     train_sampler = None
@@ -350,12 +395,12 @@ def _train(config: TrainConfig, group, device) -> TrainResult:
                 save_checkpoint(out_dir / "last.safetensors", model, {**meta_base, "metrics": metrics}, force=True)
                 write_json_atomic(out_dir / "history.json", history, force=True)
                 # Written last: a run interrupted before this rename resumes from the previous epoch.
-                with atomic_output(state_path, force=True) as tmp:
+                with atomic_output(state_path, force=True) as tmp, open(tmp, "wb") as handle:
                     torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                 "scaler": scaler.state_dict(), "epoch": epoch + 1, "best_top1": best_top1,
                                 "rng": torch.get_rng_state(), "world_size": group.world_size,
-                                "global_batch_size": plan["global_batch_size"]}, tmp)
+                                "global_batch_size": plan["global_batch_size"]}, handle)  # a file object: a full disk is an OSError
             if config.target_top1 is not None and val_metrics["top1"] >= config.target_top1:
                 console.print(f"reached the target validation top-1 {config.target_top1:.3f}; stopping")
                 break

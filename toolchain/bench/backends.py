@@ -85,17 +85,19 @@ def engine_identity(engine_path) -> dict | None:
     return weights_identity(manifest.get("model") or {})
 
 
-def check_weights(reference: dict | None, sources: dict[str, dict | None], *, allow_mismatch: bool) -> dict[str, str]:
-    """{artifact: mismatch} over ``sources`` ({"--onnx x.onnx": identity}); raises unless ``allow_mismatch``."""
-    found = {}
-    if not reference:
-        return found
-    for what, identity in sources.items():
+def check_weights(reference: dict | None, sources: dict[str, dict | None], *, allow_mismatch: bool,
+                  found: dict[str, str] | None = None) -> dict[str, str]:
+    """{artifact: mismatch} over ``sources`` ({"--onnx x.onnx": identity}) and the mismatches already
+    ``found`` (by content, :mod:`toolchain.weights`); raises unless ``allow_mismatch``."""
+    by_content, found = found or {}, {}
+    for what, identity in (sources.items() if reference else ()):
         if identity is None:
             continue
         problem = weights_mismatch(reference, identity, what)
         if problem:
             found[what] = problem
+    for what, problem in by_content.items():  # the recorded identity says more, where it differs too
+        found.setdefault(what, problem)
     if found and not allow_mismatch:
         first = next(iter(found.values()))
         raise ToolchainError(f"{first}: its timings would not be comparable",

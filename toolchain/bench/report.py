@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from toolchain.io import atomic_output, check_writable, write_json_atomic, write_text_atomic
+from toolchain.io import atomic_output, atomic_outputs, json_text
 
 BENCHMARK_FILES = {"json": "benchmark.json", "markdown": "benchmark.md", "latency": "latency.png",
                    "throughput": "throughput.png"}
@@ -310,30 +310,32 @@ def _figure_for(data: dict, *, value: str, ylabel: str, title: str):
 
 def plot_benchmark(result, out_dir, *, force: bool = False) -> dict[str, Path]:
     """latency.png (p50 per batch, p50-p90 shaded) and throughput.png (images/s), one panel per metric."""
+    out_dir = Path(out_dir)
+    paths = {}
+    for name in ("latency", "throughput"):
+        path = out_dir / BENCHMARK_FILES[name]
+        with atomic_output(path, force=force) as tmp:
+            _save_plot(_as_dict(result), name, tmp)
+        paths[name] = path
+    return paths
+
+
+def _save_plot(data: dict, name: str, path: Path) -> None:
+    """Draw the ``name`` plot ("latency" or "throughput") of ``data`` into the PNG file ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = _as_dict(result)
-    out_dir = Path(out_dir)
     device = _device_title(data)
-    figures = {
-        "latency": _figure_for(data, value="latency", ylabel="latency per batch, ms (p50; shaded to p90)",
-                               title=f"latency vs batch size — {device}"),
-        "throughput": _figure_for(data, value="throughput", ylabel="images/s (back-to-back wall time)",
-                                  title=f"throughput vs batch size — {device}"),
-    }
-    paths = {}
-    for name, fig in figures.items():
-        path = out_dir / BENCHMARK_FILES[name]
-        try:
-            with atomic_output(path, force=force) as tmp:
-                fig.savefig(tmp, format="png", dpi=110)
-        finally:
-            plt.close(fig)
-        paths[name] = path
-    return paths
+    fig = _figure_for(data, value="latency", ylabel="latency per batch, ms (p50; shaded to p90)",
+                      title=f"latency vs batch size — {device}") if name == "latency" else \
+        _figure_for(data, value="throughput", ylabel="images/s (back-to-back wall time)",
+                    title=f"throughput vs batch size — {device}")
+    try:
+        fig.savefig(path, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _device_title(data: dict) -> str:
@@ -346,13 +348,15 @@ def write_benchmark_report(result, out_dir, *, force: bool = False) -> dict[str,
     """benchmark.json, benchmark.md and the two PNG plots in ``out_dir``; refuses to overwrite without ``force``."""
     data = _as_dict(result)
     out_dir = Path(out_dir)
-    for name in BENCHMARK_FILES.values():  # refuse before writing anything
-        check_writable(out_dir / name, force=force)
-    paths = {"json": write_json_atomic(out_dir / BENCHMARK_FILES["json"], data, force=force)}
-    paths.update(plot_benchmark(data, out_dir, force=force))
-    plots = {name: paths[name].name for name in ("latency", "throughput")}
-    paths["markdown"] = write_text_atomic(out_dir / BENCHMARK_FILES["markdown"],
-                                          benchmark_markdown(data, plots=plots), force=force)
+    paths = {key: out_dir / name for key, name in BENCHMARK_FILES.items()}
+    # One result set: an interrupted or failed write (Ctrl-C, a full disk) leaves the old set or none,
+    # never a benchmark.json without its Markdown and plots.
+    with atomic_outputs(paths, force=force) as tmp:
+        tmp["json"].write_text(json_text(data), encoding="utf-8")
+        for name in ("latency", "throughput"):
+            _save_plot(data, name, tmp[name])
+        plots = {name: paths[name].name for name in ("latency", "throughput")}
+        tmp["markdown"].write_text(benchmark_markdown(data, plots=plots), encoding="utf-8")
     return paths
 
 

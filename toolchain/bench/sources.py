@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from toolchain.environment import cuda_unavailable
+from toolchain.errors import ToolchainError
 from toolchain.options import parse_batch_sizes
 
 
@@ -63,14 +64,21 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
     from toolchain.bench.harness import make_parity_plan, run_benchmark
     from toolchain.bench.report import BENCHMARK_FILES, write_benchmark_report
     from toolchain.bench.timing import TimingConfig
-    from toolchain.io import check_writable
+    from toolchain.data import dataset_inputs_paths
+    from toolchain.io import guard_output
 
     console = console or Console(stderr=True)
     sizes = parse_batch_sizes(batch_sizes) if isinstance(batch_sizes, str) else [int(b) for b in batch_sizes]
     names = parse_backend_names(backend_names) if isinstance(backend_names, str) or backend_names is None \
         else list(backend_names)
-    for name in BENCHMARK_FILES.values():  # refuse before spending minutes timing
-        check_writable(Path(out_dir) / name, force=force)
+    inputs = [("--checkpoint", checkpoint), ("--onnx", onnx), ("--engine", engine), ("--native-engine", native_engine),
+              ("--onnx-int8", onnx_int8), ("--int8-engine", int8_engine), ("--plugin-library", plugin_library),
+              ("--tolerances", tolerances_file), *dataset_inputs_paths(dataset, data_dir)]
+    # Refuse before spending minutes timing: --out may hold other files, but no input, and the
+    # result files are replaced only with --force.
+    guard_output(out_dir, folder=True, force=True, inputs=inputs, what="--out")
+    for name in BENCHMARK_FILES.values():
+        guard_output(Path(out_dir) / name, force=force, inputs=inputs, what="result file")
     if threads:
         import torch
 
@@ -86,8 +94,21 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
     for flag, path in (("--engine", engine), ("--native-engine", native_engine), ("--int8-engine", int8_engine)):
         if path is not None:
             sources[f"{flag} {path}"] = engine_identity(path)
+    content = {}
+    if factory is not None:  # by content too: a file edited with its metadata kept has the same identity
+        from toolchain.weights import verify_onnx_weights
+
+        reference_model = factory()
+        reference = f"checkpoint {checkpoint}" if checkpoint else "the reference model"
+        for flag, path in (("--onnx", onnx), ("--onnx-int8", onnx_int8)):
+            if path is not None:
+                try:
+                    verify_onnx_weights(reference_model, path, onnx_label=f"{flag} {path}", reference_label=reference)
+                except ToolchainError as exc:
+                    content[f"{flag} {path}"] = exc.message
+        del reference_model
     mismatches = check_weights(weights_identity(model_info) if model_info else None, sources,
-                               allow_mismatch=allow_mismatch)
+                               allow_mismatch=allow_mismatch, found=content)
     input_shape = (model_info["in_channels"], model_info["image_size"], model_info["image_size"]) \
         if model_info else None
     candidates = make_backends(model_factory=factory, input_shape=input_shape, onnx=onnx, engine=engine,
@@ -122,5 +143,7 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
     result = run_benchmark(candidates, sizes, config or TimingConfig(), parity=plan, model_info=model_info, log=log)
     result.parity["weights"] = {"reference": weights_identity(model_info) if model_info else None,
                                 "checked": list(sources), "mismatches": mismatches}
+    if not result.measurements:  # nothing timed: no result files that look like results
+        return result, {}
     paths = write_benchmark_report(result, out_dir, force=force)
     return result, paths

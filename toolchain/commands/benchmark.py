@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from toolchain.validate import IMAGE_SIZE, NUM_CLASSES
+
 
 @click.command("benchmark")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model for the eager backends (.safetensors).")
 @click.option("--variant", help="Or a variant with seeded random weights (paper, torchvision, torchvision-lrn, d2l).")
-@click.option("--image-size", type=int, help="With --variant: input height/width (default: the variant's).")
-@click.option("--num-classes", type=int, help="With --variant: number of classes.")
+@click.option("--image-size", type=IMAGE_SIZE, help="With --variant: input height/width (default: the variant's).")
+@click.option("--num-classes", type=NUM_CLASSES, help="With --variant: number of classes.")
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False),
               help="FP32 ONNX file for the ONNX Runtime backends (its metadata can stand in for --variant).")
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine with the FusedLRN plugin.")
@@ -34,7 +36,7 @@ import click
 @click.option("--window", "window_iters", type=click.IntRange(min=1), default=None,
               help="Calls per timing window (default: sized to ~0.1 s from the warm-up).")
 @click.option("--min-windows", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--stable-windows", type=int, default=3, show_default=True,
+@click.option("--stable-windows", type=click.IntRange(min=1), default=3, show_default=True,
               help="Stop when this many (>= 3) last windows' medians agree within --tolerance.")
 @click.option("--min-window-iters", type=click.IntRange(min=1), default=5, show_default=True,
               help="At least this many calls per window.")
@@ -102,10 +104,11 @@ def benchmark(checkpoint, variant, image_size, num_classes, onnx_path, engine, n
         out.print(f"[yellow]skipped[/] {line}", highlight=False)
     for line in error_lines(result.to_dict()):
         out.print(f"[red]error[/] {line}", highlight=False)
+    if not result.measurements:
+        raise ToolchainError("no backend could be timed here, so no result files were written",
+                             hint="see the skipped backends above")
     out.print(f"results: {paths['json']}, {paths['markdown']}, {paths['latency']}, {paths['throughput']}",
               highlight=False)
-    if not result.measurements:
-        raise ToolchainError("no backend could be timed here", hint="see the skipped backends above")
     if result.errors:
         raise ToolchainError(f"{len(result.errors)} backend error(s): " + "; ".join(error_lines(result.to_dict())),
                              hint=f"the other results are in {paths['markdown']}")

@@ -48,7 +48,12 @@ def build(onnx_path, engine, plugin, lrn, builder, min_batch, opt_batch, max_bat
     from toolchain.trt.builder import build_engine
     from toolchain.trt.manifest import layers_path, manifest_path, read_manifest
 
+    from toolchain.io import guard_output
+
     engine = engine or onnx_path.with_suffix(".engine")
+    inputs = {"MODEL.onnx": onnx_path, "--plugin": plugin, "--timing-cache": timing_cache}
+    for output in (engine, manifest_path(engine), layers_path(engine)):  # the engine and its two records
+        guard_output(output, force=force, inputs=inputs, what="--output")
     path = build_engine(onnx_path, engine, plugin_library=plugin, lrn=lrn, min_batch=min_batch, opt_batch=opt_batch,
                         max_batch=max_batch, workspace_mib=workspace_mib, timing_cache=timing_cache, force=force,
                         allow_fp32=allow_fp32, verbose=verbose, version_compatible=version_compatible,

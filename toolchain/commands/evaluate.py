@@ -6,12 +6,14 @@ import json
 
 import click
 
+from toolchain.validate import BATCH
+
 
 @click.command("evaluate")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--dataset", default=None, help="Dataset spec (default: the one the checkpoint was trained on).")
 @click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=BATCH, default=256, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--fused-lrn", is_flag=True, help="Run LRN through the fused CUDA kernel (CUDA only).")
@@ -24,10 +26,10 @@ def evaluate(checkpoint, dataset, split, batch_size, device, data_dir, fused_lrn
     from rich.table import Table
 
     from toolchain.evaluate import evaluate_checkpoint
-    from toolchain.io import check_writable, write_json_atomic
+    from toolchain.io import guard_output, write_json_atomic
 
     if output:
-        check_writable(output, force=force)
+        guard_output(output, force=force, inputs={"CHECKPOINT": checkpoint, "--data-dir": data_dir}, what="--output")
     result = evaluate_checkpoint(checkpoint, dataset, split=split, batch_size=batch_size, device=device,
                                  data_dir=data_dir, fused_lrn=fused_lrn)
     if output:

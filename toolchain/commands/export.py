@@ -6,6 +6,8 @@ import json
 
 import click
 
+from toolchain.validate import BATCH, IMAGE_SIZE, IN_CHANNELS, NUM_CLASSES
+
 
 @click.command("export")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Checkpoint to export (.safetensors).")
@@ -13,12 +15,12 @@ import click
 @click.option("--weights", default="none", show_default=True,
               help="With --variant: 'none' (seeded random) or a pretrained tag such as IMAGENET1K_V1.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random weights.")
-@click.option("--image-size", type=int, help="With --variant: input height/width.")
-@click.option("--num-classes", type=int, help="With --variant: number of classes.")
-@click.option("--in-channels", type=int, help="With --variant: input channels.")
+@click.option("--image-size", type=IMAGE_SIZE, help="With --variant: input height/width.")
+@click.option("--num-classes", type=NUM_CLASSES, help="With --variant: number of classes.")
+@click.option("--in-channels", type=IN_CHANNELS, help="With --variant: input channels.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="ONNX file to write.")
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
-@click.option("--static-batch", type=int, help="Fix the batch dimension to N (default: dynamic 'batch').")
+@click.option("--static-batch", type=BATCH, help="Fix the batch dimension to N (default: dynamic 'batch').")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="fp16: FP16 weights and activations (for strongly typed TensorRT builds).")
 @click.option("--fp16-io", is_flag=True, help="With --dtype fp16: FP16 graph input/output too (default FP32 + Cast).")

@@ -15,7 +15,7 @@ import click
 @click.option("--plugin", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Plugin library (default: the one recorded in the manifest); its sha256 must match.")
 @click.option("--model-name", default="alexnet", show_default=True, help="Triton model name.")
-@click.option("--max-batch", type=int, default=None,
+@click.option("--max-batch", type=click.IntRange(min=0), default=None,
               help="Triton max_batch_size (default: the profile's max; 0: no Triton batching, full dims).")
 @click.option("--force", is_flag=True, help="Replace an existing repository folder.")
 def package(repo, engine, plugin, model_name, max_batch, force):

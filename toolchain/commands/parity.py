@@ -6,6 +6,7 @@ import click
 
 from toolchain.bench.backends import BACKEND_NAMES
 from toolchain.options import batch_sizes_callback
+from toolchain.validate import IMAGE_SIZE, IN_CHANNELS, NUM_CLASSES, TOLERANCE, count
 
 
 
@@ -20,24 +21,25 @@ from toolchain.options import batch_sizes_callback
 @click.option("--plugin-library", type=click.Path(dir_okay=False), help="TensorRT: the LRN plugin library.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Reference checkpoint.")
 @click.option("--variant", help="Reference variant (random/pretrained weights as recorded in the ONNX metadata).")
-@click.option("--image-size", type=int, help="Reference variant's input size (default: ONNX metadata).")
-@click.option("--num-classes", type=int, help="Reference variant's classes (default: ONNX metadata).")
-@click.option("--in-channels", type=int, help="Reference variant's channels (default: ONNX metadata).")
+@click.option("--image-size", type=IMAGE_SIZE, help="Reference variant's input size (default: ONNX metadata).")
+@click.option("--num-classes", type=NUM_CLASSES, help="Reference variant's classes (default: ONNX metadata).")
+@click.option("--in-channels", type=IN_CHANNELS, help="Reference variant's channels (default: ONNX metadata).")
 @click.option("--dataset", help="Compare on this dataset's validation split (default: the checkpoint's).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
-@click.option("--limit", type=int, help="At most N validation images.")
-@click.option("--random", "random_n", type=int, help="Compare on N seeded random inputs instead.")
+@click.option("--limit", type=count(1), help="At most N validation images.")
+@click.option("--random", "random_n", type=count(1),
+              help="Compare on N seeded random inputs instead (default with no dataset: 16, or the largest batch size).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
 @click.option("--batch-sizes", default="1,32", show_default=True, callback=batch_sizes_callback,
               help="Comma-separated batch sizes; every input runs at each.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]),
               help="Default tolerances (default: the ONNX's precision or dtype; the engine's for tensorrt).")
-@click.option("--atol", type=float)
-@click.option("--rtol", type=float)
-@click.option("--min-cosine", type=float)
-@click.option("--min-top1-agreement", type=float)
-@click.option("--max-accuracy-drop", type=float)
-@click.option("--range-atol", type=float, help="Extra allowed error, as a fraction of the reference's range.")
+@click.option("--atol", type=TOLERANCE)
+@click.option("--rtol", type=TOLERANCE)
+@click.option("--min-cosine", type=TOLERANCE)
+@click.option("--min-top1-agreement", type=TOLERANCE)
+@click.option("--max-accuracy-drop", type=TOLERANCE)
+@click.option("--range-atol", type=TOLERANCE, help="Extra allowed error, as a fraction of the reference's range.")
 @click.option("--tolerances", "tolerances_file", type=click.Path(dir_okay=False),
               help="JSON with tolerance fields, optionally {'outputs': {'logits': {...}}}.")
 @click.option("--device", default="cpu", show_default=True, help="Device of the eager reference.")
@@ -63,15 +65,22 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
 
     from toolchain.errors import ToolchainError
     from toolchain.export import read_metadata
-    from toolchain.io import check_writable, write_json_atomic
+    from toolchain.data import dataset_inputs_paths
+    from toolchain.io import guard_output, write_json_atomic
     from toolchain.parity import (dataset_inputs, default_precision, load_reference, load_tolerances, random_inputs,
                                   run_parity)
     from toolchain.runners import TorchRunner, make_runner
 
-    if report:
-        check_writable(report, force=force)
+    if report:  # before any work: parity can take minutes, then fail on the write
+        guard_output(report, force=force, what="--report",
+                     inputs=[("--onnx", onnx_path), ("--engine", engine), ("--checkpoint", checkpoint),
+                             ("--plugin-library", plugin_library), ("--tolerances", tolerances_file),
+                             *dataset_inputs_paths(dataset, data_dir)])
     if dataset and random_n:
         raise ToolchainError("--dataset and --random exclude each other")
+    if fused_lrn and not device.startswith("cuda"):  # on the CPU it would silently run PyTorch's own LRN
+        raise ToolchainError("--fused-lrn runs LRN through the CUDA kernel, and --device is the CPU",
+                             hint="pass --device cuda on a machine with a GPU, or leave --fused-lrn out")
     if layerwise and not backend.startswith("onnxruntime"):
         raise ToolchainError("--layerwise covers --backend onnxruntime only",
                              hint="TensorRT engines expose their layers only when built with marked outputs")
@@ -83,6 +92,12 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
     ref = load_reference(checkpoint=checkpoint, variant=variant, onnx_meta=onnx_meta, image_size=image_size,
                          num_classes=num_classes, in_channels=in_channels)
     meta = {**onnx_meta, **ref.meta}  # the split and dataset come from the checkpoint when there is one
+    if onnx_path and not layerwise:  # --layerwise is the tool that locates where the weights differ
+        from toolchain.weights import verify_onnx_weights
+
+        verify_onnx_weights(ref.model, onnx_path, onnx_label=f"--onnx {onnx_path}",
+                            reference_label=f"checkpoint {checkpoint}" if checkpoint else
+                            f"the reference (variant {meta.get('variant')}, weights {meta.get('weights')})")
     named = None
     if backend in BACKEND_NAMES:  # one of the benchmark's runners, built by the benchmark's loader
         import copy
@@ -117,8 +132,14 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
         inputs, labels = dataset_inputs(dataset, meta, limit=limit, data_dir=data_dir)
         source = f"{dataset} validation split"
     else:
-        inputs = random_inputs(random_n or 16, meta, seed=seed)
+        inputs = random_inputs(random_n or max([16, *([] if layerwise else batch_sizes)]), meta, seed=seed)
         source = f"seeded random inputs (seed {seed})"
+    if not layerwise:
+        from toolchain.parity import check_batch_sizes
+
+        check_batch_sizes(batch_sizes, len(inputs),
+                          more="a larger --random N" if labels is None else
+                          ("a larger --limit" if limit else "--random N inputs"))
 
     console = Console(stderr=False)
     if layerwise:
@@ -156,4 +177,4 @@ def parity(backend, onnx_path, engine, plugin_library, checkpoint, variant, imag
     console.print(f"{len(inputs)} inputs from {source}; batch sizes {', '.join(map(str, batch_sizes))}: "
                   + ("[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]")
                   + (f"; report: {report}" if report else ""))
-    result.raise_if_failed()
+    result.raise_if_failed(report=report)

@@ -5,11 +5,7 @@ from __future__ import annotations
 import click
 
 from toolchain.options import batch_sizes_callback
-
-from toolchain.errors import ToolchainError
-
-
-
+from toolchain.validate import BATCH, IMAGE_SIZE, count, real
 
 @click.command("pipeline")
 @click.option("--out", "out_dir", default="runs/pipeline", show_default=True, type=click.Path(file_okay=False),
@@ -18,10 +14,10 @@ from toolchain.errors import ToolchainError
 @click.option("--variant", default="paper", show_default=True, help="paper, torchvision, torchvision-lrn or d2l.")
 @click.option("--dataset", default="digits", show_default=True,
               help="digits, synthetic, fashion-mnist, cifar10 or imagefolder:PATH.")
-@click.option("--image-size", type=int, default=64, show_default=True, help="Input side.")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default: the dataset's, 12 for digits).")
-@click.option("--batch-size", type=int, default=None, help="Training batch size (default: the dataset's).")
-@click.option("--target-top1", type=float, default=0.95, show_default=True,
+@click.option("--image-size", type=IMAGE_SIZE, default=64, show_default=True, help="Input side.")
+@click.option("--epochs", type=count(1), default=None, help="Training epochs (default: the dataset's, 12 for digits).")
+@click.option("--batch-size", type=BATCH, default=None, help="Training batch size (default: the dataset's).")
+@click.option("--target-top1", type=real(max=1.0), default=0.95, show_default=True,
               help="Stop training once validation top-1 reaches this (0 or less: train all epochs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="Training device: auto, cpu or cuda[:N].")
@@ -29,7 +25,7 @@ from toolchain.errors import ToolchainError
 @click.option("--parity-batch-sizes", default="1,32", show_default=True, callback=batch_sizes_callback)
 @click.option("--parity-limit", type=click.IntRange(min=1), default=None,
               help="Compare at most N validation images (default: the whole split).")
-@click.option("--quant-samples", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--quant-samples", type=count(16), default=256, show_default=True,
               help="INT8 calibration images (training split).")
 @click.option("--quant-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
               show_default=True, help="INT8 calibration method.")
@@ -67,8 +63,6 @@ def pipeline(out_dir, force, variant, dataset, image_size, epochs, batch_size, t
 
     from toolchain.pipeline import PipelineConfig, raise_if_failed, run_pipeline
 
-    if image_size is not None and image_size < 1:
-        raise ToolchainError(f"--image-size must be positive, got {image_size}")
     config = PipelineConfig(
         out_dir=out_dir, variant=variant, dataset=dataset, image_size=image_size, epochs=epochs,
         batch_size=batch_size, target_top1=target_top1 if target_top1 and target_top1 > 0 else None, seed=seed,

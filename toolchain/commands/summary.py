@@ -6,12 +6,14 @@ import json
 
 import click
 
+from toolchain.validate import IMAGE_SIZE, IN_CHANNELS, NUM_CLASSES
+
 
 @click.command("summary")
 @click.argument("variant")
-@click.option("--image-size", type=int, default=None, help="Input side (default: the variant's, 224).")
-@click.option("--num-classes", type=int, default=None, help="Classifier outputs (default: the variant's).")
-@click.option("--in-channels", type=int, default=None, help="Input channels (default: the variant's).")
+@click.option("--image-size", type=IMAGE_SIZE, default=None, help="Input side (default: the variant's, 224).")
+@click.option("--num-classes", type=NUM_CLASSES, default=None, help="Classifier outputs (default: the variant's).")
+@click.option("--in-channels", type=IN_CHANNELS, default=None, help="Input channels (default: the variant's).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSON summary to this file.")
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
@@ -23,13 +25,13 @@ def summary(variant, image_size, num_classes, in_channels, as_json, output, forc
     from rich.console import Console
     from rich.table import Table
 
-    from toolchain.io import check_writable, write_json_atomic
+    from toolchain.io import guard_output, write_json_atomic
     from toolchain.models import build_model, get_variant
     from toolchain.models.summary import summarize
 
     spec = get_variant(variant)
     if output:
-        check_writable(output, force=force)
+        guard_output(output, force=force, what="--output")
     model = build_model(variant, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     channels = in_channels or spec.in_channels
     side = image_size or spec.image_size

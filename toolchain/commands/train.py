@@ -6,6 +6,8 @@ import json
 
 import click
 
+from toolchain.validate import BATCH, FRACTION, IMAGE_SIZE, IN_CHANNELS, count, real
+
 
 @click.command("train")
 @click.option("--variant", default="paper", show_default=True, help="paper, torchvision, torchvision-lrn or d2l.")
@@ -13,30 +15,30 @@ import click
               help="digits, synthetic, fashion-mnist, cifar10 or imagefolder:PATH.")
 @click.option("--out", "out_dir", default="runs/train", show_default=True, type=click.Path(file_okay=False),
               help="Run folder for checkpoints and history.")
-@click.option("--image-size", type=int, default=None, help="Input side (default: 64 for digits/synthetic, else 224).")
-@click.option("--in-channels", type=int, default=None, help="Model input channels (default: the dataset's).")
-@click.option("--epochs", type=int, default=None, help="Epochs (default: 12 for digits, 4 synthetic, else 90).")
-@click.option("--batch-size", type=int, default=None,
+@click.option("--image-size", type=IMAGE_SIZE, default=None, help="Input side (default: 64 for digits/synthetic, else 224).")
+@click.option("--in-channels", type=IN_CHANNELS, default=None, help="Model input channels (default: the dataset's).")
+@click.option("--epochs", type=count(1), default=None, help="Epochs (default: 12 for digits, 4 synthetic, else 90).")
+@click.option("--batch-size", type=BATCH, default=None,
               help="Batch size per process (default: 32 for digits/synthetic, else 128).")
-@click.option("--lr", type=float, default=0.01, show_default=True, help="Initial SGD learning rate.")
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
-@click.option("--dropout", type=float, default=0.5, show_default=True)
-@click.option("--lr-patience", type=int, default=3, show_default=True,
+@click.option("--lr", type=real(0.0, min_open=True), default=0.01, show_default=True, help="Initial SGD learning rate.")
+@click.option("--momentum", type=real(0.0, 1.0, max_open=True), default=0.9, show_default=True)
+@click.option("--weight-decay", type=real(0.0), default=5e-4, show_default=True)
+@click.option("--dropout", type=real(0.0, 1.0, max_open=True), default=0.5, show_default=True)
+@click.option("--lr-patience", type=count(0), default=3, show_default=True,
               help="Epochs without a better validation top-1 before the learning rate is divided by 10.")
-@click.option("--val-fraction", type=float, default=0.2, show_default=True)
+@click.option("--val-fraction", type=real(0.0, 1.0, min_open=True, max_open=True), default=0.2, show_default=True)
 @click.option("--hflip/--no-hflip", default=None, help="Random horizontal flips (default: on where the data is "
               "mirror-symmetric; off for digits).")
-@click.option("--target-top1", type=float, default=None, help="Stop once validation top-1 reaches this.")
+@click.option("--target-top1", type=FRACTION, default=None, help="Stop once validation top-1 reaches this.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on GPU.")
-@click.option("--workers", type=int, default=None, help="DataLoader workers (default: 0 on CPU, 4 on GPU).")
+@click.option("--workers", type=count(0), default=None, help="DataLoader workers (default: 0 on CPU, 4 on GPU).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where downloaded datasets live.")
 @click.option("--lr-scaling", type=click.Choice(["linear", "none"]), default="linear", show_default=True,
               help="Under torchrun: multiply --lr by the number of processes (linear: --lr is for one process's "
               "--batch-size) or keep it (none).")
-@click.option("--dist-timeout", type=float, default=600.0, show_default=True,
+@click.option("--dist-timeout", type=real(0.0, min_open=True), default=600.0, show_default=True,
               help="Under torchrun: seconds to wait for the other processes before stopping with an error.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch (any number of "
               "processes).")

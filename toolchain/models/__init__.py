@@ -63,7 +63,10 @@ def get_variant(name: str) -> VariantSpec:
 def build_model(variant: str, *, num_classes: int | None = None, in_channels: int | None = None,
                 image_size: int | None = None, dropout: float = 0.5, weights: str | None = None):
     """Build ``variant``; unspecified arguments take the variant's defaults."""
+    from toolchain.validate import check_model_shape
+
     spec = get_variant(variant)
+    check_model_shape(variant, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     return spec.builder(
         num_classes=spec.num_classes if num_classes is None else num_classes,
         in_channels=spec.in_channels if in_channels is None else in_channels,

@@ -21,11 +21,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from toolchain.errors import ToolchainError
-from toolchain.io import default_dir_mode, require_file, sha256_file
+from toolchain.io import guard_output, require_file, sha256_file, staged_folder
 from toolchain.trt import manifest as manifest_mod
 
 #: numpy dtype name (manifest) -> Triton data type.
@@ -98,7 +97,7 @@ def readme_text(manifest: dict, *, model_name: str, plugin_name: str | None, max
     out = manifest["io"]["outputs"][0]
     shape = ([1] + inp["shape"][1:]) if max_batch_size else [d if d != -1 else 1 for d in inp["shape"]]
     lines = [
-        f"# Triton model repository: {model_name}",
+        f"{README_TITLE}{model_name}",
         "",
         f"TensorRT engine built by toolchain {manifest.get('toolchain_version', '?')} with TensorRT {env['tensorrt']} "
         f"on {gpu.get('name', '?')} (compute capability {gpu.get('compute_capability', '?')}), "
@@ -188,6 +187,17 @@ def _resolve_plugin(manifest: dict, plugin_library) -> Path | None:
     return default_plugin_library()
 
 
+README_TITLE = "# Triton model repository: "
+
+
+def _is_repository(folder: Path) -> bool:
+    """Whether ``folder`` is a repository this module wrote (its README starts with our title)."""
+    try:
+        return (folder / "README.md").read_text(encoding="utf-8", errors="replace").startswith(README_TITLE)
+    except OSError:
+        return False
+
+
 def package_triton(repo_dir, engine_path, *, plugin_library=None, model_name: str = "alexnet",
                    max_batch: int | None = None, force: bool = False) -> dict:
     """Write the repository (see the module docstring); returns what was written."""
@@ -203,18 +213,18 @@ def package_triton(repo_dir, engine_path, *, plugin_library=None, model_name: st
                                   "on the serving GPU)")
     plugin = _resolve_plugin(manifest, plugin_library)
     manifest_mod.verify_artifacts(manifest, engine_path, plugin)
-    if repo_dir.exists() and not repo_dir.is_dir():
-        raise ToolchainError(f"{repo_dir} exists and is not a folder")
-    if repo_dir.exists() and any(repo_dir.iterdir()) and not force:
-        raise ToolchainError(f"{repo_dir} already exists", hint="pass --force to replace it")
+    # --force replaces the folder as a whole: never one that holds an input, nor one we did not write.
+    guard_output(repo_dir, folder=True, force=force, what="--triton folder",
+                 inputs={"--engine": engine_path, "--plugin": plugin})
+    if force and repo_dir.is_dir() and any(repo_dir.iterdir()) and not _is_repository(repo_dir):
+        raise ToolchainError(f"--triton folder {repo_dir} is not a model repository written by toolchain package "
+                             "(no README.md of ours), so --force will not replace it",
+                             hint="choose an empty or new folder, or remove it yourself")
     classes = (manifest.get("model") or {}).get("classes") or []
     config = triton_config(manifest, model_name=model_name, max_batch=max_batch, labels=bool(classes))
     max_batch_size = batching_mode(manifest, max_batch)
 
-    repo_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{repo_dir.name}.", suffix=".tmp", dir=repo_dir.parent))
-    os.chmod(staging, default_dir_mode())  # mkdtemp makes 0700; the server may run as another user
-    try:
+    with staged_folder(repo_dir) as staging:  # OS errors (disk full) become one line naming the folder
         model_dir = staging / model_name
         (model_dir / "1").mkdir(parents=True)
         shutil.copyfile(engine_path, model_dir / "1" / "model.plan")
@@ -236,12 +246,14 @@ def package_triton(repo_dir, engine_path, *, plugin_library=None, model_name: st
         if repo_dir.exists():
             old = repo_dir.with_name(f".{repo_dir.name}.old.{os.getpid()}")
             os.replace(repo_dir, old)
-        os.replace(staging, repo_dir)
+        try:
+            os.replace(staging, repo_dir)
+        except BaseException:
+            if old is not None:  # put the previous repository back
+                os.replace(old, repo_dir)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     files = sorted(str(p.relative_to(repo_dir)) for p in repo_dir.rglob("*") if p.is_file())
     return {"repository": str(repo_dir), "model": model_name, "max_batch_size": max_batch_size, "files": files,
             "engine_sha256": sha256_file(repo_dir / model_name / "1" / "model.plan"),
