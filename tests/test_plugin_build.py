@@ -503,7 +503,7 @@ def test_wheel_ships_the_lookup_and_its_plugin_sources_configure(tmp_path):
 
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(REPO / name, src / name)
     for name in ("toolchain", "plugins"):
         shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
