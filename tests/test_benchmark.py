@@ -473,3 +473,94 @@ def test_report_marks_failed_parity_and_has_a_table_and_plot_panel_per_metric(tm
     with pytest.raises(ToolchainError, match="already exists"):
         write_benchmark_report(result, tmp_path / "r")
     write_benchmark_report(result, tmp_path / "r", force=True)
+
+
+# ---------------------------------------------------------------------- reduced precision vs FP32
+
+
+def _rate_row(backend, precision, batch, rate, *, device="cpu", metric="host", status="ok"):
+    return {"backend": backend, "precision": precision, "device": device, "batch_size": batch, "metric": metric,
+            "throughput_ips": rate, "status": status}
+
+
+def test_speedups_compare_each_reduced_row_with_its_family_fp32_row():
+    rows = [_rate_row("onnxruntime-cpu", "fp32", 1, 100.0), _rate_row("onnxruntime-cpu", "fp32", 64, 400.0),
+            _rate_row("onnxruntime-cpu-int8", "int8", 1, 250.0), _rate_row("onnxruntime-cpu-int8", "int8", 64, 300.0),
+            _rate_row("onnxruntime-cpu-int8", "int8", 256, 900.0),            # no FP32 row at 256
+            _rate_row("eager-fp32", "fp32", 1, 50.0, device="cuda", metric="gpu"),
+            _rate_row("eager-fp16", "fp16", 1, 150.0, device="cuda", metric="gpu"),
+            _rate_row("tensorrt-int8", "int8", 1, 5000.0, device="cuda", metric="gpu")]
+    found = {(e["backend"], e["batch_size"]): e for e in bm.speedups(rows)}
+    assert set(found) == {("onnxruntime-cpu-int8", 1), ("onnxruntime-cpu-int8", 64), ("onnxruntime-cpu-int8", 256),
+                          ("eager-fp16", 1), ("tensorrt-int8", 1)}  # FP32 rows are the baselines, not entries
+    assert found[("onnxruntime-cpu-int8", 1)]["speedup"] == pytest.approx(2.5)
+    assert found[("onnxruntime-cpu-int8", 64)]["speedup"] == pytest.approx(0.75)
+    assert found[("onnxruntime-cpu-int8", 64)]["baseline"] == "onnxruntime-cpu"
+    assert found[("onnxruntime-cpu-int8", 256)]["speedup"] is None and "at batch 256" in \
+        found[("onnxruntime-cpu-int8", 256)]["reason"]
+    assert found[("eager-fp16", 1)]["speedup"] == pytest.approx(3.0) and found[("eager-fp16", 1)]["baseline"] == \
+        "eager-fp32"
+    # Another family's FP32 row is never the baseline: no FP32 TensorRT engine here.
+    assert found[("tensorrt-int8", 1)]["speedup"] is None and "no FP32 tensorrt row" in \
+        found[("tensorrt-int8", 1)]["reason"]
+    # An FP32 row on another device is not the baseline either.
+    cpu_fp32 = [_rate_row("eager-fp32", "fp32", 1, 50.0), _rate_row("eager-fp16", "fp16", 1, 150.0, device="cuda")]
+    assert bm.speedups(cpu_fp32)[0]["speedup"] is None
+    assert bm.backend_family("onnxruntime-cpu-int8") == bm.backend_family("onnxruntime-cpu") != \
+        bm.backend_family("onnxruntime-cuda")
+
+
+def test_speedup_sentences_say_where_reduced_precision_is_slower():
+    rows = [_rate_row("onnxruntime-cpu", "fp32", b, 100.0) for b in (1, 8, 64)]
+    rows += [_rate_row("onnxruntime-cpu-int8", "int8", 1, 300.0), _rate_row("onnxruntime-cpu-int8", "int8", 8, 90.0),
+             _rate_row("onnxruntime-cpu-int8", "int8", 64, 40.0)]
+    (line,) = bm.speedup_sentences(bm.speedups(rows))
+    assert "**slower than FP32 at batch 8, 64**" in line and "3.00x at batch 1" in line and "0.40x at batch 64" in line
+    faster = bm.speedup_sentences(bm.speedups(rows[:3] + [_rate_row("onnxruntime-cpu-int8", "int8", b, 150.0)
+                                                          for b in (1, 8, 64)]), failed={("onnxruntime-cpu-int8", 8)})
+    assert "faster at every batch size" in faster[0] and "slower" not in faster[0]
+    assert "1.50x at batch 8 (parity FAILED)" in faster[0]
+    lonely = bm.speedup_sentences(bm.speedups([_rate_row("tensorrt-int8", "int8", 1, 10.0, device="cuda")]))
+    assert lonely == ["tensorrt-int8 (INT8): no speed-up shown, no FP32 tensorrt row on cuda at batch 1."]
+
+
+def test_report_shows_speedups_in_json_markdown_table_and_plot(tmp_path):
+    from rich.console import Console
+
+    from toolchain.bench.report import benchmark_table, write_benchmark_report
+
+    result = bm.BenchmarkResult(environment={"cuda_available": False, "cpu": "Acme"}, config=dataclasses.asdict(TINY),
+                                batch_sizes=[1, 64])
+    for batch, fp32, int8 in ((1, 100.0, 250.0), (64, 400.0, 300.0)):
+        for backend, precision, rate in (("onnxruntime-cpu", "fp32", fp32), ("onnxruntime-cpu-int8", "int8", int8)):
+            row = _row(backend, batch, "host", device="cpu")
+            result.measurements.append({**row, "precision": precision, "throughput_ips": rate})
+    result.speedups = bm.speedups(result.measurements)
+    paths = write_benchmark_report(result, tmp_path / "r")
+    data = json.loads(paths["json"].read_text())
+    assert [(e["batch_size"], round(e["speedup"], 2)) for e in data["speedups"]] == [(1, 2.5), (64, 0.75)]
+    markdown = paths["markdown"].read_text()
+    assert "| vs FP32 |" in markdown and "| 2.50x |" in markdown and "| **0.75x** |" in markdown
+    assert "## Reduced precision vs FP32" in markdown and "**slower than FP32 at batch 64**" in markdown
+    console = Console(width=250, record=True)
+    console.print(benchmark_table(result))
+    text = console.export_text()
+    assert "vs FP32" in text and "0.75x" in text
+    assert paths["throughput"].read_bytes()[:4] == b"\x89PNG"
+    # A report rebuilt from a JSON written before speed-ups existed still has them.
+    del data["speedups"]
+    from toolchain.bench.report import benchmark_markdown
+
+    assert "| **0.75x** |" in benchmark_markdown(data)
+
+
+def test_int8_rows_refuse_a_file_made_for_the_other_runtime():
+    assert bm.int8_target_problem("onnxruntime-cpu-int8", "q.onnx", "onnxruntime") is None
+    assert bm.int8_target_problem("onnxruntime-cpu-int8", "q.onnx", None) is None  # nothing says: time it
+    problem = bm.int8_target_problem("onnxruntime-cpu-int8", "q.onnx", "tensorrt")
+    assert problem == "--onnx-int8 q.onnx was quantized for tensorrt, not for the onnxruntime-cpu-int8 row (onnxruntime)"
+    assert "--int8-engine e.engine was quantized for onnxruntime" in \
+        bm.int8_target_problem("tensorrt-int8", "e.engine", "onnxruntime")
+    with pytest.raises(ToolchainError, match="--target onnxruntime"):
+        bm.check_int8_targets({"onnxruntime-cpu-int8": ("q.onnx", "tensorrt")}, ["onnxruntime-cpu-int8"])
+    bm.check_int8_targets({"onnxruntime-cpu-int8": ("q.onnx", "tensorrt")}, ["onnxruntime-cpu"])  # row not asked for

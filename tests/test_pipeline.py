@@ -111,8 +111,24 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
         assert steps[name]["status"] == "ran", (name, steps[name])
     int8 = steps["parity-onnxruntime-int8"]["details"]["report"]
     assert int8["passed"] and int8["precision"] == "int8"
-    assert steps["quantize-int8"]["details"]["qdq"]["problems"] == []
-    assert steps["quantize-int8"]["command"].startswith("toolchain quantize --checkpoint ")
+    quantize = steps["quantize-int8"]
+    assert quantize["details"]["tensorrt"]["qdq"]["problems"] == quantize["details"]["onnxruntime"]["qdq"]["problems"] \
+        == []
+    assert quantize["command"].startswith("toolchain quantize --checkpoint ")
+    # One calibration, two files; each runtime's steps get the file made for it.
+    trt_file, ort_file = run / "onnx" / "model-int8-tensorrt.onnx", run / "onnx" / "model-int8-onnxruntime.onnx"
+    assert quantize["outputs"] == {"tensorrt": str(trt_file), "onnxruntime": str(ort_file)}
+    assert f"--target tensorrt -o {trt_file} --target onnxruntime -o {ort_file}" in quantize["command"]
+    metadata = {t: quantize["details"][t]["metadata"] for t in ("tensorrt", "onnxruntime")}
+    assert metadata["tensorrt"]["toolchain.quant_ranges_sha256"] == metadata["onnxruntime"][
+        "toolchain.quant_ranges_sha256"]
+    feeds = {f["target"]: f for f in quantize["details"]["feeds"]}
+    assert feeds["tensorrt"]["file"] == str(trt_file) and "engine-build-int8" in feeds["tensorrt"]["steps"]
+    assert feeds["onnxruntime"]["file"] == str(ort_file) and "parity-onnxruntime-int8" in feeds["onnxruntime"]["steps"]
+    assert steps["parity-onnxruntime-int8"]["details"]["onnx"] == str(ort_file)
+    assert f"--onnx {ort_file}" in steps["parity-onnxruntime-int8"]["command"]
+    assert f"toolchain build {trt_file}" in steps["engine-build-int8"]["command"]
+    assert f"--onnx-int8 {ort_file}" in steps["benchmark"]["command"]
     assert steps["plugin-build"]["reason"] == "skipped by --skip"
     parity = steps["parity-onnxruntime"]["details"]["report"]
     assert parity["passed"] and parity["precision"] == "fp32"
@@ -142,15 +158,20 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
             assert steps[name]["status"] == "skipped", name
             assert steps[name]["command"].startswith("toolchain parity --backend tensorrt")
             assert "CUDA" in steps[name]["reason"]
-    for name in ("model-fp32.onnx", "model-fp16.onnx", "model-fp16-native.onnx", "model-int8.onnx"):
+    for name in ("model-fp32.onnx", "model-fp16.onnx", "model-fp16-native.onnx", "model-int8-tensorrt.onnx",
+                 "model-int8-onnxruntime.onnx"):
         assert (run / "onnx" / name).stat().st_size > 0
     bench = json.loads((run / "benchmark" / "benchmark.json").read_text())
-    assert {m["backend"] for m in bench["measurements"]} >= {"eager-fp32", "onnxruntime-cpu"}
+    assert {m["backend"] for m in bench["measurements"]} >= {"eager-fp32", "onnxruntime-cpu", "onnxruntime-cpu-int8"}
+    assert {(g["backend"], g["baseline"], g["batch_size"]) for g in bench["speedups"]} >= \
+        {("onnxruntime-cpu-int8", "onnxruntime-cpu", 1), ("onnxruntime-cpu-int8", "onnxruntime-cpu", 2)}
     # Every timed row carries its verdict, on the validation split the model was trained on.
     assert all(m["parity"]["passed"] and m["parity"]["real_data"] for m in bench["measurements"])
     assert bench["parity"]["inputs"].startswith("synthetic validation split")
     assert (run / "benchmark" / "latency.png").read_bytes()[:4] == b"\x89PNG"
     report = (run / "REPORT.md").read_text()
     for fragment in ("## Steps", "## Training", "## Parity", "## Benchmark", "![latency](benchmark/latency.png)",
-                     "| parity-onnxruntime | fp32 | 8 | 16 |", "toolchain export --checkpoint"):
+                     "| parity-onnxruntime | fp32 | 8 | 16 |", "toolchain export --checkpoint", "## INT8 files",
+                     f"| `{ort_file}` | onnxruntime | parity-onnxruntime-int8, benchmark (onnxruntime-cpu-int8) |",
+                     "## Reduced precision vs FP32", "onnxruntime-cpu-int8 (INT8) vs onnxruntime-cpu (FP32)"):
         assert fragment in report, fragment

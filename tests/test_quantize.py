@@ -43,6 +43,17 @@ def quantized(trained):
     return {**trained, "int8": out, "result": result}
 
 
+@pytest.fixture(scope="module")
+def quantized_ort(quantized):
+    """The same checkpoint quantized for ONNX Runtime (--target onnxruntime)."""
+    from toolchain.quantize import quantize_checkpoint
+
+    out = quantized["root"] / "model.int8-ort.onnx"
+    result = quantize_checkpoint(quantized["checkpoint"], out, onnx_path=quantized["fp32"], samples=SAMPLES,
+                                 target="onnxruntime")
+    return {**quantized, "int8_ort": out, "result_ort": result}
+
+
 def _inits(model):
     from onnx import numpy_helper
 
@@ -154,19 +165,17 @@ def test_a_coarser_quantization_fails_int8_parity(quantized, tmp_path):
 
 
 @pytest.mark.slow
-def test_onnxruntime_target_quantizes_outputs_and_biases_and_is_refused_by_the_builder(quantized):
+def test_onnxruntime_target_quantizes_outputs_and_biases_and_is_refused_by_the_builder(quantized_ort):
     """--target onnxruntime: the placement ONNX Runtime's CPU kernels fuse (QLinearConv); TensorRT cannot parse it."""
     import onnx
 
     from toolchain.parity import dataset_inputs, load_tolerances, run_parity
-    from toolchain.quantize import quantize_checkpoint
     from toolchain.runners import OnnxRuntimeRunner, TorchRunner
     from toolchain.trt.builder import inspect_onnx, plan_build
     from toolchain.trt.compat import BuildOptions
 
-    out = quantized["root"] / "model.int8-ort.onnx"
-    result = quantize_checkpoint(quantized["checkpoint"], out, onnx_path=quantized["fp32"], samples=SAMPLES,
-                                 target="onnxruntime")
+    quantized = quantized_ort
+    out, result = quantized["int8_ort"], quantized["result_ort"]
     assert result.summary.ok and len(result.summary.quantized_ops) == 8 and len(result.summary.fused_lrn) == 2
     assert result.summary.int32_bias_dq == 8 and result.metadata["toolchain.quant_target"] == "onnxruntime"
     model = onnx.load(str(out))
@@ -191,9 +200,86 @@ def test_quantize_options_per_target():
     assert trt["ActivationSymmetric"] and trt["WeightSymmetric"] and trt["QuantizeBias"] is False
     assert trt["OpTypesToExcludeOutputQuantization"] == ["Conv", "Gemm"]
     ort = quantize_options("onnxruntime")
-    assert ort == {"ActivationSymmetric": True, "WeightSymmetric": True}
+    assert ort == {"ActivationSymmetric": True, "WeightSymmetric": True}  # quantize_static's own placement
     with pytest.raises(ToolchainError, match="unknown quantization target"):
         quantize_options("tpu")
+
+
+def test_cli_outputs_pair_with_targets_in_order():
+    from toolchain.quantize import pair_outputs
+
+    assert pair_outputs(["a.onnx"], []) == {"tensorrt": "a.onnx"}
+    assert pair_outputs(["a.onnx", "b.onnx"], ["onnxruntime", "tensorrt"]) == {"onnxruntime": "a.onnx",
+                                                                               "tensorrt": "b.onnx"}
+    with pytest.raises(ToolchainError, match="2 output file"):
+        pair_outputs(["a.onnx", "b.onnx"], [])
+    with pytest.raises(ToolchainError, match="given twice"):
+        pair_outputs(["a.onnx", "b.onnx"], ["tensorrt", "tensorrt"])
+    with pytest.raises(ToolchainError, match="no output file"):
+        pair_outputs([], ["tensorrt"])
+
+
+def test_onnxruntime_target_names_the_optimizers_its_runner_leaves_out():
+    from toolchain.quantize import ORT_DISABLED_OPTIMIZERS, runtime_metadata
+    from toolchain.runners.onnxruntime import disabled_optimizers
+
+    assert runtime_metadata("tensorrt") == {}
+    meta = runtime_metadata("onnxruntime")
+    assert disabled_optimizers(meta, "cpu") == list(ORT_DISABLED_OPTIMIZERS)
+    assert "NchwcTransformer" in ORT_DISABLED_OPTIMIZERS and "QDQPropagationTransformer" in ORT_DISABLED_OPTIMIZERS
+    assert disabled_optimizers(meta, "cuda") == []  # measured for the CPU provider only
+    assert disabled_optimizers({}, "cpu") == [] and disabled_optimizers({"ort_disabled_optimizers": " A, ,B"},
+                                                                        "cpu") == ["A", "B"]
+
+
+@pytest.mark.slow
+def test_both_targets_come_from_one_calibration(quantized, tmp_path):
+    """One calibration, two placements: the same activation ranges, each file for its own runtime."""
+    import onnx
+
+    from toolchain.quantize import quantize_checkpoint_targets
+    from toolchain.runners import OnnxRuntimeRunner
+
+    outputs = {"tensorrt": tmp_path / "trt.onnx", "onnxruntime": tmp_path / "ort.onnx"}
+    results = quantize_checkpoint_targets(quantized["checkpoint"], outputs, onnx_path=quantized["fp32"],
+                                          samples=SAMPLES)
+    meta = {t: {p.key: p.value for p in onnx.load(str(path)).metadata_props} for t, path in outputs.items()}
+    assert meta["tensorrt"]["toolchain.quant_target"] == "tensorrt"
+    assert meta["onnxruntime"]["toolchain.quant_target"] == "onnxruntime"
+    assert meta["tensorrt"]["toolchain.quant_ranges_sha256"] == meta["onnxruntime"]["toolchain.quant_ranges_sha256"]
+    assert "toolchain.ort_disabled_optimizers" not in meta["tensorrt"]
+    assert meta["onnxruntime"]["toolchain.ort_disabled_optimizers"]
+    assert results["tensorrt"].summary.int32_bias_dq == 0 and results["onnxruntime"].summary.int32_bias_dq == 8
+
+    # The same ranges as a calibration of its own: the shared file equals the single-target one.
+    from onnx import numpy_helper
+
+    def scales(path):
+        return {i.name: numpy_helper.to_array(i).tolist() for i in onnx.load(str(path)).graph.initializer
+                if i.name.endswith("_scale")}
+
+    assert scales(outputs["tensorrt"]) == scales(quantized["int8"])
+    with OnnxRuntimeRunner(outputs["onnxruntime"]) as runner:
+        assert runner.settings()["disabled_optimizers"] == meta["onnxruntime"][
+            "toolchain.ort_disabled_optimizers"].split(",")
+    with OnnxRuntimeRunner(outputs["tensorrt"]) as runner:
+        assert "disabled_optimizers" not in runner.settings()
+
+    # One -o per --target from the CLI; one output for two targets is refused before any work.
+    out = tmp_path / "cli"
+    result = run_cli("quantize", "--checkpoint", quantized["checkpoint"], "--onnx", quantized["fp32"], "--samples",
+                     str(SAMPLES), "--target", "tensorrt", "-o", out / "a.onnx", "--target", "onnxruntime",
+                     "-o", out / "b.onnx", "--json")
+    assert result.code == 0, result.stderr
+    summaries = json.loads(result.stdout)
+    assert [s["metadata"]["quant_target"] for s in summaries] == ["tensorrt", "onnxruntime"]
+    assert len({s["metadata"]["quant_ranges_sha256"] for s in summaries}) == 1
+    assert_one_line_error(run_cli("quantize", "--checkpoint", quantized["checkpoint"], "--target", "tensorrt",
+                                  "--target", "onnxruntime", "-o", out / "c.onnx"), "1 output file(s) for 2")
+    same = run_cli("quantize", "--checkpoint", quantized["checkpoint"], "--target", "tensorrt", "-o", out / "d.onnx",
+                   "--target", "onnxruntime", "-o", out / "d.onnx")
+    assert_one_line_error(same, "the same file")
+    assert not (out / "c.onnx").exists() and not (out / "d.onnx").exists()
 
 
 @pytest.mark.slow
@@ -367,9 +453,10 @@ def test_int8_engine_builds_and_passes_int8_parity(quantized, tmp_path):
     assert report.passed, report.failures()
 
 
-def test_cpu_benchmark_times_the_int8_row_beside_fp32_with_its_verdict(quantized, tmp_path):
+def test_cpu_benchmark_times_the_int8_row_beside_fp32_with_its_verdict(quantized_ort, tmp_path):
     from tests.test_benchmark import TINY_ARGS
 
+    quantized = {**quantized_ort, "int8": quantized_ort["int8_ort"]}
     out = tmp_path / "bench"
     result = run_cli("benchmark", "--checkpoint", quantized["checkpoint"], "--onnx", quantized["fp32"],
                      "--onnx-int8", quantized["int8"], "--backends", "onnxruntime-cpu,onnxruntime-cpu-int8,tensorrt-int8",
@@ -386,3 +473,17 @@ def test_cpu_benchmark_times_the_int8_row_beside_fp32_with_its_verdict(quantized
     skipped = {s["backend"]: s["reason"] for s in data["skipped"]}
     assert skipped["tensorrt-int8"]  # no GPU / TensorRT / --int8-engine here
     assert "| onnxruntime-cpu-int8 | 4 |" in (out / "benchmark.md").read_text()
+    (gain,) = data["speedups"]
+    assert gain["baseline"] == "onnxruntime-cpu" and gain["speedup"] == pytest.approx(
+        int8["throughput_ips"] / rows["onnxruntime-cpu"]["throughput_ips"])
+
+
+def test_cpu_benchmark_refuses_the_tensorrt_file_in_the_onnx_runtime_int8_row(quantized, tmp_path):
+    """The default target's placement runs slower than FP32 in ONNX Runtime: the row refuses it, in one line."""
+    from tests.test_benchmark import TINY_ARGS
+
+    refused = run_cli("benchmark", "--checkpoint", quantized["checkpoint"], "--onnx-int8", quantized["int8"],
+                      "--backends", "onnxruntime-cpu-int8", "--batch-sizes", "4", *TINY_ARGS, "--out", tmp_path / "b")
+    assert_one_line_error(refused, "was quantized for tensorrt, not for the onnxruntime-cpu-int8 row",
+                          "--target onnxruntime")
+    assert not (tmp_path / "b").exists()

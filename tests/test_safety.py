@@ -257,9 +257,10 @@ def test_pipeline_parity_step_checks_the_weights(files, tmp_path):
 
     pipeline = Pipeline(PipelineConfig(out_dir=str(tmp_path / "run"), dataset="synthetic", progress=False))
     pipeline.paths["checkpoint"] = files["checkpoint"]
+    pipeline.paths["onnx_fp32"] = files["edited"]
     with pytest.raises(ToolchainError, match="does not hold the weights"):
         pipeline._parity(StepResult("parity-onnxruntime", "", ""), candidate_factory=None, precision="fp32",
-                         report_name="x.json", onnx=files["edited"])
+                         report_name="x.json", onnx_key="onnx_fp32")
 
 
 # ============================================================== 3. OS errors in one line

@@ -4,7 +4,8 @@ One run folder holds everything::
 
     RUN/train/            checkpoint (model.safetensors + model.json), history
     RUN/onnx/             model-fp32.onnx, model-fp16.onnx (plugin LRN), model-fp16-native.onnx,
-                          model-int8.onnx (calibrated Q/DQ from model-fp32.onnx)
+                          model-int8-tensorrt.onnx and model-int8-onnxruntime.onnx (one calibration of
+                          model-fp32.onnx, each Q/DQ placement for its runtime)
     RUN/parity/           one JSON report per parity check
     RUN/engines/          model-fp16.engine, model-fp16-native.engine, model-int8.engine (+ manifests, layer
                           info), timing cache
@@ -189,7 +190,8 @@ class Pipeline:
             "train": self.out / "train", "checkpoint": self.out / "train" / "model.safetensors",
             "onnx_fp32": self.out / "onnx" / "model-fp32.onnx", "onnx_fp16": self.out / "onnx" / "model-fp16.onnx",
             "onnx_native": self.out / "onnx" / "model-fp16-native.onnx",
-            "onnx_int8": self.out / "onnx" / "model-int8.onnx",
+            "onnx_int8": self.out / "onnx" / "model-int8-tensorrt.onnx",  # the engine build's
+            "onnx_int8_ort": self.out / "onnx" / "model-int8-onnxruntime.onnx",  # ONNX Runtime's
             "engine_int8": self.out / "engines" / "model-int8.engine",
             "engine": self.out / "engines" / "model-fp16.engine",
             "engine_native": self.out / "engines" / "model-fp16-native.engine",
@@ -309,20 +311,33 @@ class Pipeline:
         record.summary = (f"{result.path.name}: {result.path.stat().st_size / 1e6:.1f} MB, {len(result.lrn_nodes)} "
                           f"{'FusedLRN' if lrn == 'plugin' else 'LRN'} node(s)")
 
+    #: Which INT8 file feeds which step: each runtime gets the Q/DQ placement made for it.
+    INT8_FEEDS = {"tensorrt": ("engine-build-int8", "parity-tensorrt-int8 (through the engine)"),
+                  "onnxruntime": ("parity-onnxruntime-int8", "benchmark (onnxruntime-cpu-int8)")}
+
     def _quantize(self, record: StepResult) -> None:
-        from toolchain.quantize import quantize_checkpoint
+        from toolchain.quantize import quantize_checkpoint_targets
 
         c = self.config
-        result = quantize_checkpoint(self.paths["checkpoint"], self.paths["onnx_int8"],
-                                     onnx_path=self.paths["onnx_fp32"], samples=c.quant_samples,
-                                     method=c.quant_method, data_dir=c.data_dir, force=c.force)
-        record.outputs = {"onnx": str(result.path)}
-        record.details = {"qdq": result.summary.to_dict(),
-                          "metadata": {k: v for k, v in result.metadata.items() if k.startswith("toolchain.quant_")}}
-        record.summary = (f"{result.path.name}: {result.path.stat().st_size / 1e6:.1f} MB, "
-                          f"{len(result.summary.quantized_ops)} Conv/Gemm on INT8 Q/DQ, "
-                          f"{len(result.summary.fused_lrn)} FusedLRN kept, {c.quant_method} calibration on "
-                          f"{result.metadata.get('toolchain.quant_calibration')}")
+        files = {"tensorrt": self.paths["onnx_int8"], "onnxruntime": self.paths["onnx_int8_ort"]}
+        results = quantize_checkpoint_targets(self.paths["checkpoint"], files, onnx_path=self.paths["onnx_fp32"],
+                                              samples=c.quant_samples, method=c.quant_method, data_dir=c.data_dir,
+                                              force=c.force)
+        first = next(iter(results.values()))
+        record.outputs = {target: str(result.path) for target, result in results.items()}
+        record.details = {
+            "feeds": [{"file": str(results[t].path), "target": t, "steps": list(steps)}
+                      for t, steps in self.INT8_FEEDS.items()],
+            **{target: {"qdq": result.summary.to_dict(),
+                        "metadata": {k: v for k, v in result.metadata.items()
+                                     if k.startswith(("toolchain.quant_", "toolchain.ort_"))}}
+               for target, result in results.items()}}
+        record.summary = ("; ".join(f"{r.path.name} ({r.path.stat().st_size / 1e6:.1f} MB, {t} placement) for "
+                                    f"{' and '.join(s.split(' (')[0] for s in self.INT8_FEEDS[t])}"
+                                    for t, r in results.items())
+                          + f": {len(first.summary.quantized_ops)} Conv/Gemm on INT8 Q/DQ, "
+                          f"{len(first.summary.fused_lrn)} FusedLRN kept, one {c.quant_method} calibration on "
+                          f"{first.metadata.get('toolchain.quant_calibration')}")
 
     def _native_reason(self) -> str | None:
         from toolchain.export import check_native
@@ -344,12 +359,13 @@ class Pipeline:
         return self.state["inputs"]
 
     def _parity(self, record: StepResult, *, candidate_factory, precision: str, report_name: str,
-                max_batch: int | None = None, onnx: Path | None = None) -> None:
+                max_batch: int | None = None, onnx_key: str | None = None) -> None:
         from toolchain.io import write_json_atomic
         from toolchain.parity import load_tolerances, run_parity
         from toolchain.runners import TorchRunner
 
         ckpt = self._checkpoint()
+        onnx = self.paths[onnx_key] if onnx_key is not None else None
         if onnx is not None:  # the same weights, by content, before any inference
             from toolchain.weights import verify_onnx_weights
 
@@ -373,6 +389,9 @@ class Pipeline:
         agreement = min((c.metrics.get("top1_agreement", 1.0) for c in report.comparisons), default=1.0)
         record.summary = (f"{'PASS' if report.passed else 'FAIL'}: max abs error {worst:.3g}, top-1 agreement "
                           f"{agreement:.4f} on {len(images)} images, batch sizes {', '.join(map(str, sizes))}")
+        if onnx is not None:  # which file it checked (two INT8 files come from one calibration)
+            record.details["onnx"] = str(onnx)
+            record.summary += f", {onnx.name}"
         report.raise_if_failed(report=path)  # after writing: the report shows every check
 
     def _plugin_build(self, record: StepResult) -> None:
@@ -511,7 +530,7 @@ class Pipeline:
             onnx=self.paths["onnx_fp32"] if self.ran("export-fp32") else None,
             engine=self.paths["engine"] if self.ran("engine-build") else None,
             native_engine=self.paths["engine_native"] if self.ran("engine-build-native") else None,
-            onnx_int8=self.paths["onnx_int8"] if self.ran("quantize-int8") else None,
+            onnx_int8=self.paths["onnx_int8_ort"] if self.ran("quantize-int8") else None,
             int8_engine=self.paths["engine_int8"] if self.ran("engine-build-int8") else None,
             plugin_library=self._plugin_library() if any((self.result(s).details or {}).get("lrn") == "plugin"
                                                          for s in ("engine-build", "engine-build-int8") if self.ran(s))
@@ -580,20 +599,22 @@ class Pipeline:
             self.step(name, f"ONNX Runtime CPU vs eager PyTorch ({precision.upper()} tolerances)", cmd,
                       lambda r, k=key, pr=precision, rep=report: self._parity(
                           r, candidate_factory=lambda: OnnxRuntimeRunner(p[k]), precision=pr, report_name=rep,
-                          onnx=p[k]),
+                          onnx_key=k),
                       needs=("train", export_step))
 
-        self.step("quantize-int8", "calibrate an INT8 Q/DQ ONNX (ONNX Runtime quantize_static, training split)",
-                  f"toolchain quantize --checkpoint {ckpt} --onnx {_q(p['onnx_fp32'])} -o {_q(p['onnx_int8'])}"
+        self.step("quantize-int8", "calibrate once, write the INT8 Q/DQ ONNX for TensorRT and for ONNX Runtime",
+                  f"toolchain quantize --checkpoint {ckpt} --onnx {_q(p['onnx_fp32'])}"
+                  f" --target tensorrt -o {_q(p['onnx_int8'])} --target onnxruntime -o {_q(p['onnx_int8_ort'])}"
                   f" --samples {c.quant_samples} --method {c.quant_method}"
                   + (f" --data-dir {_q(c.data_dir)}" if c.data_dir else "") + force,
                   self._quantize, needs=("train", "export-fp32"))
         self.step("parity-onnxruntime-int8", "ONNX Runtime CPU INT8 vs eager PyTorch (INT8 tolerances)",
-                  f"toolchain parity --backend onnxruntime --onnx {_q(p['onnx_int8'])} --checkpoint {ckpt}"
+                  f"toolchain parity --backend onnxruntime --onnx {_q(p['onnx_int8_ort'])} --checkpoint {ckpt}"
                   f" --batch-sizes {sizes}{limit} --precision int8"
                   f" --report {_q(p['parity'] / 'onnxruntime-int8.json')}{force}",
-                  lambda r: self._parity(r, candidate_factory=lambda: OnnxRuntimeRunner(p["onnx_int8"]),
-                                         precision="int8", report_name="onnxruntime-int8.json", onnx=p["onnx_int8"]),
+                  lambda r: self._parity(r, candidate_factory=lambda: OnnxRuntimeRunner(p["onnx_int8_ort"]),
+                                         precision="int8", report_name="onnxruntime-int8.json",
+                                         onnx_key="onnx_int8_ort"),
                   needs=("train", "quantize-int8"))
 
         self.step("plugin-build", "build the LRN kernel and TensorRT plugin libraries",
@@ -655,7 +676,7 @@ class Pipeline:
                      + (f" --onnx {_q(p['onnx_fp32'])}" if self.ran("export-fp32") else "")
                      + (f" --engine {_q(p['engine'])}" if self.ran("engine-build") else "")
                      + (f" --native-engine {_q(p['engine_native'])}" if self.ran("engine-build-native") else "")
-                     + (f" --onnx-int8 {_q(p['onnx_int8'])}" if self.ran("quantize-int8") else "")
+                     + (f" --onnx-int8 {_q(p['onnx_int8_ort'])}" if self.ran("quantize-int8") else "")
                      + (f" --int8-engine {_q(p['engine_int8'])}" if self.ran("engine-build-int8") else "")
                      + f" --batch-sizes {','.join(map(str, c.bench_batch_sizes))} --warmup {c.bench_warmup}"
                      + (f" --window {c.bench_window}" if c.bench_window else "")

@@ -19,13 +19,17 @@ quantization):
 
 ``target="onnxruntime"`` keeps ``quantize_static``'s own placement instead: Q/DQ on
 Conv/Gemm outputs too and INT32 biases, which ONNX Runtime's CPU provider fuses into
-QLinearConv/QGemm (faster than FP32 there; the TensorRT layout runs as DQ + float
-Conv in ONNX Runtime, slower than FP32). TensorRT cannot parse that file.
+QLinearConv/QGemm (the TensorRT layout runs as DQ + float Conv in ONNX Runtime, slower
+than FP32). The file also names the ONNX Runtime graph optimizers that slow its float
+remainder down (:data:`ORT_DISABLED_OPTIMIZERS`; our runners leave them out). TensorRT
+cannot parse that file.
 
-Calibration uses the *training* split of the checkpoint's dataset (the same
-seeded split as training, evaluation preprocessing), never the validation split
-that parity uses. :func:`check_qdq` verifies all of the above on the result before
-it is written.
+Calibration runs once (ONNX Runtime's calibrator, its ranges cached to a file) and
+every requested target quantizes from those ranges (:func:`quantize_targets`), so the
+TensorRT and ONNX Runtime files of one run share them (``toolchain.quant_ranges_sha256``).
+It uses the *training* split of the checkpoint's dataset (the same seeded split as
+training, evaluation preprocessing), never the validation split that parity uses.
+:func:`check_qdq` verifies all of the above on each result before anything is written.
 """
 
 from __future__ import annotations
@@ -254,26 +258,33 @@ def _quiet_library():
 ENTROPY_OPTIONS = {"num_bins": 2048, "num_quantized_bins": 128, "symmetric": True}
 
 
-def _entropy_ranges(source_onnx, reader, tmp: Path) -> str:
-    """Run ONNX Runtime's entropy calibrator with :data:`ENTROPY_OPTIONS`; return its calibration cache file."""
+def _calibrate(source_onnx, reader, method: str, tmp: Path) -> Path:
+    """Run ONNX Runtime's calibrator once; return its calibration cache (tensor ranges) file.
+
+    Every target quantizes from this one file (``quantize_static(calibration_cache_path=...)``),
+    so the TensorRT and ONNX Runtime files of one run share their activation ranges. The
+    calibrator covers the inputs and outputs of :data:`QUANTIZED_OPS`, the tensors either
+    placement puts Q/DQ on. Entropy gets :data:`ENTROPY_OPTIONS`; minmax and percentile the
+    defaults ``quantize_static`` would use itself.
+    """
     import inspect
 
-    from onnxruntime.quantization import CalibrationMethod, quantize_static
+    from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
         import onnxruntime
 
-        raise MissingDependencyError(f"--method entropy needs a newer onnxruntime than {onnxruntime.__version__} "
-                                     "(quantize_static's calibration_cache_path)",
-                                     hint="pip install -U onnxruntime, or use --method minmax/percentile")
+        raise MissingDependencyError(f"toolchain quantize needs a newer onnxruntime than {onnxruntime.__version__} "
+                                     "(quantize_static's calibration_cache_path)", hint="pip install -U onnxruntime")
     calibrator = create_calibrator(Path(source_onnx), list(QUANTIZED_OPS),
                                    augmented_model_path=str(tmp / "augmented.onnx"),
-                                   calibrate_method=CalibrationMethod.Entropy, extra_options=ENTROPY_OPTIONS)
+                                   calibrate_method=_calibration_method(method),
+                                   extra_options=ENTROPY_OPTIONS if method == "entropy" else {})
     calibrator.collect_data(reader)
-    cache = tmp / "entropy-ranges.json"
+    cache = tmp / f"{method}-ranges.json"
     save_tensors_data(calibrator.compute_data(), cache)
-    return str(cache)
+    return cache
 
 
 def _calibration_method(method: str):
@@ -283,6 +294,29 @@ def _calibration_method(method: str):
         raise ToolchainError(f"unknown calibration method {method!r}", hint=f"choose {', '.join(METHODS)}")
     return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
             "entropy": CalibrationMethod.Entropy}[method]
+
+
+#: ONNX Runtime graph optimizers a session over the ``onnxruntime`` target runs faster without
+#: (CPU provider; measured on the digits model, see the README), recorded in the file's
+#: metadata (``toolchain.ort_disabled_optimizers``) and applied by
+#: :class:`toolchain.runners.OnnxRuntimeRunner`:
+#:
+#: * ``NchwcTransformer`` blocks float Convs into 16-channel NCHWc; the only float Conv left
+#:   is FusedLRN's one-channel window sum, which it pads 16-fold and reorders back (the
+#:   largest single op of the file with it on);
+#: * ``QDQPropagationTransformer`` moves the Q after each MaxPool above it, so the float
+#:   MaxPool after FusedLRN becomes ONNX Runtime's slow NCHW uint8 MaxPool;
+#: * ``NhwcTransformer`` turns QLinearConv NHWC and leaves float Transposes around FusedLRN;
+#:   without it QLinearConv reorders its uint8 tensors itself.
+#:
+#: The FP32 file keeps every optimizer: without NCHWc its float Convs run 2-3x slower.
+ORT_DISABLED_OPTIMIZERS = ("NchwcTransformer", "NhwcTransformer", "QDQPropagationTransformer")
+ORT_OPTIMIZERS_KEY = "ort_disabled_optimizers"
+
+
+def runtime_metadata(target: str) -> dict:
+    """Extra ``toolchain.*`` metadata a target's file carries for its runtime."""
+    return {ORT_OPTIMIZERS_KEY: ",".join(ORT_DISABLED_OPTIMIZERS)} if target == "onnxruntime" else {}
 
 
 def quantize_options(target: str) -> dict:
@@ -320,10 +354,61 @@ def check_source_onnx(model, *, checkpoint_sha256: str | None = None) -> dict:
     return meta
 
 
+def pair_outputs(outputs, targets) -> dict[str, str]:
+    """The CLI's ``-o`` and ``--target`` (each repeatable) as {target: path}, paired in order.
+
+    One ``-o`` and no ``--target`` means the default target; otherwise each ``-o`` needs
+    its own ``--target``, and a target may appear once.
+    """
+    outputs, targets = list(outputs), list(targets)
+    if not outputs:
+        raise ToolchainError("no output file given", hint="pass -o FILE")
+    if not targets and len(outputs) == 1:
+        targets = [DEFAULT_TARGET]
+    if len(targets) != len(outputs):
+        raise ToolchainError(f"{len(outputs)} output file(s) for {len(targets)} --target(s)",
+                             hint="give one --target per -o, in the same order (--target tensorrt -o a.onnx "
+                                  "--target onnxruntime -o b.onnx)")
+    repeated = sorted({t for t in targets if targets.count(t) > 1})
+    if repeated:
+        raise ToolchainError(f"--target {repeated[0]} is given twice", hint="one file per target")
+    for target in targets:
+        quantize_options(target)
+    return dict(zip(targets, outputs))
+
+
+def check_outputs(outputs: dict, *, force: bool = False, inputs=()) -> dict[str, Path]:
+    """{target: path} for one calibration: known targets, one file each, distinct, writable, none an input."""
+    from toolchain.io import guard_output
+
+    if not outputs:
+        raise ToolchainError("no output file given", hint="pass -o FILE")
+    paths = {}
+    for target, path in outputs.items():
+        quantize_options(target)
+        paths[target] = Path(path)
+    if len({p.resolve() for p in paths.values()}) != len(paths):
+        raise ToolchainError("two targets would write the same file", hint="give each --target its own -o")
+    for path in paths.values():
+        guard_output(path, force=force, inputs=inputs, what="--output")
+    return paths
+
+
 def quantize_model(source_onnx, inputs, output, *, method: str = DEFAULT_METHOD, calibration: str = "",
                    target: str = DEFAULT_TARGET, force: bool = False,
                    batch_size: int = CALIBRATION_BATCH) -> QuantizeResult:
     """Quantize the FP32 ONNX file ``source_onnx`` with ``inputs`` (N, C, H, W) and write ``output`` atomically."""
+    return quantize_targets(source_onnx, inputs, {target: output}, method=method, calibration=calibration,
+                            force=force, batch_size=batch_size)[target]
+
+
+def quantize_targets(source_onnx, inputs, outputs: dict, *, method: str = DEFAULT_METHOD, calibration: str = "",
+                     force: bool = False, batch_size: int = CALIBRATION_BATCH) -> dict[str, QuantizeResult]:
+    """One calibration of ``source_onnx`` on ``inputs``, one Q/DQ file per target: ``outputs`` = {target: path}.
+
+    Every file is checked (:func:`check_qdq`, the ONNX checker, one ONNX Runtime run)
+    before any is written; each is written atomically.
+    """
     import time
 
     import onnx
@@ -331,12 +416,11 @@ def quantize_model(source_onnx, inputs, output, *, method: str = DEFAULT_METHOD,
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from toolchain.export import load_onnx
-    from toolchain.io import atomic_output, guard_output, sha256_file
+    from toolchain.io import atomic_output, sha256_file
 
-    guard_output(output, force=force, inputs={"--onnx": source_onnx}, what="--output")
+    paths = check_outputs(outputs, force=force, inputs={"--onnx": source_onnx})
     check_samples(len(inputs))
-    calibrate_method = _calibration_method(method)
-    extra_options = quantize_options(target)
+    _calibration_method(method)
     source = load_onnx(source_onnx)
     check_source_onnx(source)
     expected_lrn = {n.name: _attributes(n) for n in source.graph.node
@@ -351,50 +435,60 @@ def quantize_model(source_onnx, inputs, output, *, method: str = DEFAULT_METHOD,
             chunk = next(self.chunks, None)
             return None if chunk is None else {input_name: chunk}
 
-    started = time.perf_counter()
+    models, seconds = {}, {}
     with tempfile.TemporaryDirectory(prefix="toolchain-quantize-") as tmp, _quiet_library():
-        quantized_path = Path(tmp) / "model.int8.onnx"
-        options = {}
-        if method == "entropy":
-            options["calibration_cache_path"] = _entropy_ranges(source_onnx, Reader(), Path(tmp))
-        else:
-            options["calibration_data_reader"] = Reader()
-        quantize_static(
-            str(source_onnx), str(quantized_path), quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8, calibrate_method=calibrate_method, extra_options=extra_options, **options)
-        model = onnx.load(str(quantized_path))
-    seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        ranges = _calibrate(source_onnx, Reader(), method, Path(tmp))
+        calibration_seconds = time.perf_counter() - started
+        ranges_sha256 = sha256_file(ranges)
+        for target in paths:
+            started = time.perf_counter()
+            quantized_path = Path(tmp) / f"model.{target}.int8.onnx"
+            quantize_static(
+                str(source_onnx), str(quantized_path), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8, calibrate_method=_calibration_method(method),
+                extra_options=quantize_options(target), calibration_cache_path=str(ranges))
+            models[target] = onnx.load(str(quantized_path))
+            seconds[target] = calibration_seconds + time.perf_counter() - started
 
-    props = {prop.key: prop.value for prop in model.metadata_props}
-    props.update({
-        META_PREFIX + "precision": "int8",
-        META_PREFIX + "quant_format": "QDQ",
-        META_PREFIX + "quant_target": target,
-        META_PREFIX + "quant_scheme": "int8 symmetric (zero point 0); weights per channel, activations per tensor",
-        META_PREFIX + "quant_method": method,
-        META_PREFIX + "quant_samples": str(len(inputs)),
-        META_PREFIX + "quant_calibration": calibration,
-        META_PREFIX + "quant_library": LIBRARY,
-        META_PREFIX + "quant_library_version": f"onnxruntime {onnxruntime.__version__}",
-        META_PREFIX + "quant_source_onnx_sha256": sha256_file(source_onnx),
-    })
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, props)
-    summary = check_qdq(model, expected_lrn=expected_lrn)
-    if not summary.ok:
-        raise ToolchainError("the quantized model misses the INT8 contract: " + "; ".join(summary.problems),
-                             hint="this is a bug in toolchain.quantize; please report it")
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        first = (str(exc).strip().splitlines() or ["invalid model"])[0]
-        raise ToolchainError(f"the quantized ONNX model is invalid: {first}",
-                             hint="this is a bug in toolchain.quantize; please report it") from None
-    _smoke_run(model, inputs[:2], input_name)
-    with atomic_output(output, force=force) as tmp:
-        onnx.save_model(model, str(tmp), save_as_external_data=False)
-    return QuantizeResult(path=Path(output), metadata=props, summary=summary, seconds=seconds)
+    source_sha256 = sha256_file(source_onnx)
+    results = {}
+    for target, model in models.items():
+        props = {prop.key: prop.value for prop in model.metadata_props}
+        props.update({
+            META_PREFIX + "precision": "int8",
+            META_PREFIX + "quant_format": "QDQ",
+            META_PREFIX + "quant_target": target,
+            META_PREFIX + "quant_scheme": "int8 symmetric (zero point 0); weights per channel, activations per tensor",
+            META_PREFIX + "quant_method": method,
+            META_PREFIX + "quant_samples": str(len(inputs)),
+            META_PREFIX + "quant_calibration": calibration,
+            META_PREFIX + "quant_ranges_sha256": ranges_sha256,
+            META_PREFIX + "quant_library": LIBRARY,
+            META_PREFIX + "quant_library_version": f"onnxruntime {onnxruntime.__version__}",
+            META_PREFIX + "quant_source_onnx_sha256": source_sha256,
+            **{META_PREFIX + key: value for key, value in runtime_metadata(target).items()},
+        })
+        del model.metadata_props[:]
+        onnx.helper.set_model_props(model, props)
+        summary = check_qdq(model, expected_lrn=expected_lrn)
+        if not summary.ok:
+            raise ToolchainError(f"the {target} quantized model misses the INT8 contract: "
+                                 + "; ".join(summary.problems),
+                                 hint="this is a bug in toolchain.quantize; please report it")
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except onnx.checker.ValidationError as exc:
+            first = (str(exc).strip().splitlines() or ["invalid model"])[0]
+            raise ToolchainError(f"the {target} quantized ONNX model is invalid: {first}",
+                                 hint="this is a bug in toolchain.quantize; please report it") from None
+        _smoke_run(model, inputs[:2], input_name)
+        results[target] = QuantizeResult(path=paths[target], metadata=props, summary=summary, seconds=seconds[target])
+    for target, model in models.items():
+        with atomic_output(paths[target], force=force) as tmp:
+            onnx.save_model(model, str(tmp), save_as_external_data=False)
+    return results
 
 
 def _smoke_run(model, batch, input_name: str) -> None:
@@ -417,19 +511,26 @@ def _smoke_run(model, batch, input_name: str) -> None:
 def quantize_checkpoint(checkpoint, output, *, onnx_path=None, calibration: str | None = None,
                         samples: int = DEFAULT_SAMPLES, method: str = DEFAULT_METHOD, data_dir=None, seed: int = 0,
                         target: str = DEFAULT_TARGET, force: bool = False) -> QuantizeResult:
-    """Checkpoint (and optionally its FP32 export) -> calibrated INT8 Q/DQ ONNX at ``output``.
+    """Checkpoint (and optionally its FP32 export) -> calibrated INT8 Q/DQ ONNX at ``output``."""
+    return quantize_checkpoint_targets(checkpoint, {target: output}, onnx_path=onnx_path, calibration=calibration,
+                                       samples=samples, method=method, data_dir=data_dir, seed=seed,
+                                       force=force)[target]
 
-    Everything the user can get wrong (output exists, checkpoint, dataset, samples,
-    FP16 or foreign ONNX) is checked before any export or calibration work.
+
+def quantize_checkpoint_targets(checkpoint, outputs: dict, *, onnx_path=None, calibration: str | None = None,
+                                samples: int = DEFAULT_SAMPLES, method: str = DEFAULT_METHOD, data_dir=None,
+                                seed: int = 0, force: bool = False) -> dict[str, QuantizeResult]:
+    """Checkpoint -> one calibration -> one Q/DQ ONNX per target (``outputs`` = {target: path}).
+
+    Everything the user can get wrong (outputs exist or collide, checkpoint, dataset,
+    samples, FP16 or foreign ONNX) is checked before any export or calibration work.
     """
     from toolchain.checkpoint import load_checkpoint
     from toolchain.export import export_model, load_onnx
-    from toolchain.io import guard_output
     from toolchain.weights import verify_onnx_weights
 
-    guard_output(output, force=force, inputs={"--checkpoint": checkpoint, "--onnx": onnx_path}, what="--output")
+    check_outputs(outputs, force=force, inputs={"--checkpoint": checkpoint, "--onnx": onnx_path})
     _calibration_method(method)
-    quantize_options(target)
     check_samples(samples)
     ckpt = load_checkpoint(checkpoint)
     if onnx_path is not None:
@@ -443,13 +544,11 @@ def quantize_checkpoint(checkpoint, output, *, onnx_path=None, calibration: str 
     inputs, description = calibration_inputs(ckpt.meta, dataset=calibration, samples=samples, data_dir=data_dir,
                                              seed=seed)
     if onnx_path is not None:
-        return quantize_model(onnx_path, inputs, output, method=method, calibration=description, target=target,
-                              force=force)
+        return quantize_targets(onnx_path, inputs, outputs, method=method, calibration=description, force=force)
     with tempfile.TemporaryDirectory(prefix="toolchain-quantize-") as tmp:
         fp32 = Path(tmp) / "model.fp32.onnx"
         export_model(ckpt.model, ckpt.meta, checkpoint_sha256=ckpt.sha256, output=fp32)
-        return quantize_model(fp32, inputs, output, method=method, calibration=description, target=target,
-                              force=force)
+        return quantize_targets(fp32, inputs, outputs, method=method, calibration=description, force=force)
 
 
 def read_quant_metadata(model) -> dict:
@@ -462,9 +561,16 @@ def read_quant_metadata(model) -> dict:
     return out
 
 
-def summary_json(result: QuantizeResult) -> str:
-    return json.dumps({"output": str(result.path), "bytes": result.path.stat().st_size,
-                       "seconds": round(result.seconds, 2), "qdq": result.summary.to_dict(),
-                       "metadata": {k.removeprefix(META_PREFIX): v for k, v in result.metadata.items()
-                                    if k.startswith(META_PREFIX + "quant_") or k == META_PREFIX + "precision"}},
-                      indent=2)
+def summary_dict(result: QuantizeResult) -> dict:
+    return {"output": str(result.path), "bytes": result.path.stat().st_size, "seconds": round(result.seconds, 2),
+            "qdq": result.summary.to_dict(),
+            "metadata": {k.removeprefix(META_PREFIX): v for k, v in result.metadata.items()
+                         if k.startswith(META_PREFIX + "quant_") or k == META_PREFIX + "precision"
+                         or k == META_PREFIX + ORT_OPTIMIZERS_KEY}}
+
+
+def summary_json(result: QuantizeResult | dict) -> str:
+    """One file: its summary; several (``{target: result}``): a list of them."""
+    if isinstance(result, dict):
+        return json.dumps([summary_dict(r) for r in result.values()], indent=2)
+    return json.dumps(summary_dict(result), indent=2)

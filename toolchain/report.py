@@ -119,6 +119,14 @@ def pipeline_markdown(pipeline: dict, *, benchmark: dict | None = None, benchmar
             out.append(step["command"])
     out += ["```", ""]
 
+    quantize = next((s for s in steps if s["name"] == "quantize-int8" and s["status"] == "ran"), None)
+    feeds = ((quantize or {}).get("details") or {}).get("feeds") or []
+    if feeds:  # two INT8 files from one calibration: say which fed which step
+        out += ["## INT8 files", "", "One calibration, one Q/DQ placement per runtime; each file feeds only the "
+                "steps of the runtime it was made for:", "", "| file | quantized for | feeds |", "|---|---|---|"]
+        out += [f"| `{_md_escape(f['file'])}` | {f['target']} | {_md_escape(', '.join(f['steps']))} |" for f in feeds]
+        out.append("")
+
     train = next((s for s in steps if s["name"] == "train" and s["status"] == "ran"), None)
     if train:
         metrics = train.get("details", {}).get("metrics", {})

@@ -106,6 +106,38 @@ def check_weights(reference: dict | None, sources: dict[str, dict | None], *, al
     return found
 
 
+# ---------------------------------------------------------------------- INT8 files for their runtime (pure)
+
+#: The quantization target each INT8 row needs (``toolchain quantize --target``).
+INT8_TARGETS = {"onnxruntime-cpu-int8": ("--onnx-int8", "onnxruntime"), "tensorrt-int8": ("--int8-engine", "tensorrt")}
+
+
+def int8_target_problem(backend: str, path, recorded: str | None) -> str | None:
+    """Why ``backend`` must not time a file quantized for ``recorded`` (None: it may, or nothing says).
+
+    A Q/DQ placement is made for one runtime: ONNX Runtime runs TensorRT's placement
+    (Q/DQ on Conv/Gemm inputs only) as dequantize + float convolution, slower than FP32,
+    and TensorRT cannot parse ONNX Runtime's INT32 biases. Timing the wrong one would put
+    a misleading number in the INT8 row.
+    """
+    flag, wanted = INT8_TARGETS[backend]
+    if recorded in (None, "") or recorded == wanted:
+        return None
+    return f"{flag} {path} was quantized for {recorded}, not for the {backend} row ({wanted})"
+
+
+def check_int8_targets(found: dict[str, tuple], names) -> None:
+    """Refuse (one line) before timing: ``found`` = {backend: (path, recorded target)} of the rows selected."""
+    for backend, (path, recorded) in found.items():
+        if backend not in names:
+            continue
+        problem = int8_target_problem(backend, path, recorded)
+        if problem:
+            wanted = INT8_TARGETS[backend][1]
+            raise ToolchainError(problem, hint=f"pass the file of `toolchain quantize --target {wanted}`"
+                                 + (" (and the engine built from it)" if wanted == "tensorrt" else ""))
+
+
 # ---------------------------------------------------------------------- selection
 
 

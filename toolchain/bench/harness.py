@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from toolchain.bench.backends import Candidate, batches_for
+from toolchain.bench.speedup import speedups
 from toolchain.bench.timing import METRICS, TimingConfig, measure, runner_metrics
 from toolchain.errors import ToolchainError
 
@@ -91,6 +92,7 @@ class BenchmarkResult:
     parity: dict = field(default_factory=dict)           # inputs, reference, weights checks
     environment_after: dict | None = None
     seconds: float = 0.0
+    speedups: list[dict] = field(default_factory=list)   # reduced precision vs its family's FP32 row
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -155,6 +157,7 @@ def run_benchmark(candidates: Sequence[Candidate], batch_sizes: Sequence[int], c
             continue
         _run_candidate(candidate, result, config, parity, log)
     result.environment_after = gpu_state() if result.environment.get("cuda_available") else None
+    result.speedups = speedups(result.measurements)
     result.seconds = time.perf_counter() - started
     return result
 

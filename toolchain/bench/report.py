@@ -3,8 +3,10 @@
 They read plain dicts (``BenchmarkResult.to_dict()``), so a report can be rebuilt from
 ``benchmark.json`` alone. Every timed row shows its parity verdict: a row that failed
 parity is marked FAILED (and drawn as a red cross), never shown as a plain number;
-unstable points are drawn hollow. Files go through :mod:`toolchain.io` (atomic, no
-overwrite without ``force``).
+unstable points are drawn hollow. Every reduced-precision row shows its speed-up over
+its family's FP32 row (:mod:`toolchain.bench.speedup`: a column, labels on the
+throughput plot, and a sentence per backend that says where it is slower). Files go
+through :mod:`toolchain.io` (atomic, no overwrite without ``force``).
 """
 
 from __future__ import annotations
@@ -95,6 +97,13 @@ def row_failed(row: dict) -> bool:
     return row.get("status") in ("parity-failed", "weights-mismatch")
 
 
+def _speedups(data: dict) -> dict[tuple, dict]:
+    """Recomputed from the rows, so a report rebuilt from an older benchmark.json has them too."""
+    from toolchain.bench.speedup import speedup_index, speedups
+
+    return speedup_index(speedups(data["measurements"]))
+
+
 # ---------------------------------------------------------------------- benchmark: terminal
 
 
@@ -107,9 +116,10 @@ def benchmark_table(result):
                         "host time; images/s from back-to-back wall time; parity against eager FP32")
     for column in ("backend", "batch", "device"):
         table.add_column(column)
-    for column in ("GPU p50", "host p50", "host+copy p50", "p90", "p99", "CV", "images/s", "stable"):
+    for column in ("GPU p50", "host p50", "host+copy p50", "p90", "p99", "CV", "images/s", "vs FP32", "stable"):
         table.add_column(column, justify="right")
     table.add_column("parity")
+    gains = _speedups(data)
     for backend, batch, rows in _grouped(data):
         primary = _primary(rows)
         cells = [fmt_ms(rows[m]["p50_ms"]) if m in rows else "-" for m in ("gpu", "host", "host_copy")]
@@ -120,8 +130,16 @@ def benchmark_table(result):
                       fmt_ms(primary["p90_ms"]) if primary else "-", fmt_ms(primary["p99_ms"]) if primary else "-",
                       f"{primary['cv']:.1%}" if primary else "-",
                       fmt_rate(primary["throughput_ips"]) if primary else "-",
+                      _speedup_markup(gains.get((backend, batch, primary["metric"])) if primary else None),
                       "yes" if stable else "[yellow]no[/]", parity_cell(primary or {}, markup=True))
     return table
+
+
+def _speedup_markup(entry: dict | None) -> str:
+    from toolchain.bench.speedup import fmt_speedup
+
+    text = fmt_speedup(entry)
+    return f"[bold red]{text}[/]" if entry and entry.get("speedup") is not None and entry["speedup"] < 1 else text
 
 
 def skipped_lines(data: dict) -> list[str]:
@@ -206,16 +224,23 @@ def benchmark_markdown(result, *, plots: dict[str, str] | None = None, heading: 
         out += [f"{heading}# Backends", ""]
         out += [f"- `{b['name']}` ({b['device']}, {b['precision']}): {b['description']}" for b in data["backends"]]
         out.append("")
+    from toolchain.bench.speedup import fmt_speedup, speedup_sentences
+
+    gains = _speedups(data)
     for metric in _metrics_present(data):
         out += [f"{heading}# {titles[metric]}", "",
-                "| backend | batch | p50 ms | p90 ms | p99 ms | mean ms | CV | images/s | windows x calls | stable "
-                "| parity |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+                "| backend | batch | p50 ms | p90 ms | p99 ms | mean ms | CV | images/s | vs FP32 | windows x calls "
+                "| stable | parity |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         for backend, rows in _by_backend(data, metric).items():
             for r in rows:
+                gain = gains.get((backend, r["batch_size"], metric))
+                cell = fmt_speedup(gain)
+                if gain and gain["speedup"] is not None and gain["speedup"] < 1:
+                    cell = f"**{cell}**"
                 out.append(f"| {backend} | {r['batch_size']} | {fmt_ms(r['p50_ms'])} | {fmt_ms(r['p90_ms'])} | "
                            f"{fmt_ms(r['p99_ms'])} | {fmt_ms(r['mean_ms'])} | {r['cv']:.1%} | "
-                           f"{fmt_rate(r['throughput_ips'])} | {r['windows']} x {r['window_iters']} | "
+                           f"{fmt_rate(r['throughput_ips'])} | {cell} | {r['windows']} x {r['window_iters']} | "
                            f"{'yes' if r['stable'] else 'no'} | {parity_cell(r)} |")
         out.append("")
         staged = [r for rows in _by_backend(data, metric).values() for r in rows if r.get("stages")]
@@ -228,6 +253,13 @@ def benchmark_markdown(result, *, plots: dict[str, str] | None = None, heading: 
                            + " | ".join(fmt_ms(st[k]["p50_ms"]) if k in st else "-"
                                         for k in ("h2d", "compute", "d2h", "enqueue")) + " |")
             out.append("")
+    if gains:
+        failed_rows = {(r["backend"], r["batch_size"]) for r in data["measurements"] if row_failed(r)}
+        out += [f"{heading}# Reduced precision vs FP32", "",
+                "images/s of each reduced-precision row over the FP32 row of the same backend family (same "
+                "device, batch size and metric); below 1x it is slower than FP32.", ""]
+        out += [f"- {_md_escape(line)}" for line in speedup_sentences(list(gains.values()), failed=failed_rows)]
+        out.append("")
     notes = sorted({(r["backend"], r["batch_size"], r["profile_note"]) for r in data["measurements"]
                     if r.get("profile_note")})
     if notes:
@@ -271,6 +303,7 @@ def _figure_for(data: dict, *, value: str, ylabel: str, title: str):
 
     titles = _metric_titles()
     metrics = _metrics_present(data)
+    gains = _speedups(data) if value == "throughput" else {}
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(6.0 * max(1, len(metrics)), 4.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for backend, rows in _by_backend(data, metric).items():
@@ -288,8 +321,14 @@ def _figure_for(data: dict, *, value: str, ylabel: str, title: str):
                 elif not r["stable"]:  # unstable: hollow marker
                     ax.plot([r["batch_size"]], [y], marker="o", markerfacecolor="white",
                             markeredgecolor=line.get_color(), markersize=8, linestyle="none")
+                gain = gains.get((backend, r["batch_size"], metric))
+                if gain and gain["speedup"] is not None and math.isfinite(y):  # x FP32 of its family
+                    ax.annotate(f"{gain['speedup']:.2f}x", (r["batch_size"], y), textcoords="offset points",
+                                xytext=(0, 7), ha="center", fontsize=7,
+                                color="red" if gain["speedup"] < 1 else line.get_color())
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.margins(x=0.08, y=0.12)  # room for the speed-up labels
         sizes = sorted({r["batch_size"] for r in data["measurements"] if r["metric"] == metric})
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
@@ -302,8 +341,9 @@ def _figure_for(data: dict, *, value: str, ylabel: str, title: str):
         axes[0][0].text(0.5, 0.5, "no measurements", ha="center", va="center")
         axes[0][0].set_axis_off()
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.text(0.01, 0.01, "hollow marker: unstable (windows did not agree); red x: failed parity (dotted line)",
+    fig.tight_layout(rect=(0, 0.07 if gains else 0.04, 1, 1))
+    fig.text(0.01, 0.01, "hollow marker: unstable (windows did not agree); red x: failed parity (dotted line)"
+             + ("\nlabels: images/s over the same backend family's FP32 row (red: slower than FP32)" if gains else ""),
              fontsize=7, color="dimgray")
     return fig
 

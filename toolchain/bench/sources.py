@@ -59,8 +59,9 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
 
     from rich.console import Console
 
-    from toolchain.bench.backends import (check_weights, engine_identity, make_backends, parse_backend_names,
-                                          weights_identity)
+    from toolchain.bench.backends import (check_int8_targets, check_weights, engine_identity, make_backends,
+                                          parse_backend_names, weights_identity)
+    from toolchain.errors import ToolchainError
     from toolchain.bench.harness import make_parity_plan, run_benchmark
     from toolchain.bench.report import BENCHMARK_FILES, write_benchmark_report
     from toolchain.bench.timing import TimingConfig
@@ -109,6 +110,20 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
         del reference_model
     mismatches = check_weights(weights_identity(model_info) if model_info else None, sources,
                                allow_mismatch=allow_mismatch, found=content)
+    targets = {}
+    if onnx_int8 is not None:
+        from toolchain.export import read_metadata
+
+        targets["onnxruntime-cpu-int8"] = (onnx_int8, read_metadata(onnx_int8).get("quant_target"))
+    if int8_engine is not None:
+        from toolchain.trt import manifest as manifest_mod
+
+        try:
+            recorded = (manifest_mod.read_manifest(int8_engine).get("model") or {}).get("quant_target")
+        except ToolchainError:  # no readable manifest: the runner says so when it loads
+            recorded = None
+        targets["tensorrt-int8"] = (int8_engine, recorded)
+    check_int8_targets(targets, names)
     input_shape = (model_info["in_channels"], model_info["image_size"], model_info["image_size"]) \
         if model_info else None
     candidates = make_backends(model_factory=factory, input_shape=input_shape, onnx=onnx, engine=engine,

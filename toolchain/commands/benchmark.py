@@ -17,8 +17,10 @@ from toolchain.validate import IMAGE_SIZE, NUM_CLASSES
 @click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine with the FusedLRN plugin.")
 @click.option("--native-engine", type=click.Path(dir_okay=False), help="TensorRT engine with native LRN.")
 @click.option("--onnx-int8", type=click.Path(dir_okay=False),
-              help="INT8 Q/DQ ONNX (toolchain quantize) for the onnxruntime-cpu-int8 row (INT8 tolerances).")
-@click.option("--int8-engine", type=click.Path(dir_okay=False), help="TensorRT engine built from the Q/DQ ONNX.")
+              help="INT8 Q/DQ ONNX from `toolchain quantize --target onnxruntime` for the onnxruntime-cpu-int8 row "
+                   "(INT8 tolerances; a file made for TensorRT is refused).")
+@click.option("--int8-engine", type=click.Path(dir_okay=False),
+              help="TensorRT engine built from the `--target tensorrt` Q/DQ ONNX.")
 @click.option("--plugin-library", type=click.Path(dir_okay=False), help="The TensorRT plugin library to load.")
 @click.option("--batch-sizes", default="1,8,64,256", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--backends", "backend_names", default="all", show_default=True,

@@ -11,6 +11,19 @@ PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", 
 _NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
 
 
+def disabled_optimizers(metadata: dict, provider: str) -> list[str]:
+    """The graph optimizers a file asks the CPU provider to leave out (``toolchain.ort_disabled_optimizers``).
+
+    ``toolchain quantize --target onnxruntime`` writes them: measured faster on this model's
+    Q/DQ graph (see :data:`toolchain.quantize.ORT_DISABLED_OPTIMIZERS`). Other providers
+    take the file as it is.
+    """
+    if provider != "cpu":
+        return []
+    value = metadata.get("ort_disabled_optimizers") or ""
+    return [name.strip() for name in str(value).split(",") if name.strip()]
+
+
 def provider_check(requested: list[str], active: list[str]) -> str | None:
     """Why the session does not run on the requested first provider (ONNX Runtime falls back silently), or None."""
     if not requested or requested[0] == "CPUExecutionProvider":
@@ -44,6 +57,7 @@ class OnnxRuntimeRunner(Runner):
         self.name = name or f"onnxruntime-{self.provider}"
         self.description = f"ONNX Runtime {self.provider.upper()} execution provider"
         self.session = None
+        self.disabled_optimizers: list[str] = []
 
     def _activate(self) -> None:
         import onnxruntime as ort
@@ -55,7 +69,12 @@ class OnnxRuntimeRunner(Runner):
         from toolchain.parity import default_precision
 
         # What the file computes in (an FP16 export, an INT8 Q/DQ file): its parity tolerances.
-        self.precision = default_precision("onnxruntime", read_metadata(model))
+        metadata = read_metadata(model)
+        self.precision = default_precision("onnxruntime", metadata)
+        self.disabled_optimizers = disabled_optimizers(metadata, self.provider)
+        self.description = f"ONNX Runtime {self.provider.upper()} execution provider" + (
+            f", without the graph optimizers the file names ({', '.join(self.disabled_optimizers)})"
+            if self.disabled_optimizers else "")
         available = ort.get_available_providers()
         missing = [p for p in self.providers if p not in available]
         if missing:
@@ -66,7 +85,9 @@ class OnnxRuntimeRunner(Runner):
         if self.threads:
             options.intra_op_num_threads = self.threads
         try:
-            self.session = ort.InferenceSession(model.SerializeToString(), options, providers=self.providers)
+            self.session = ort.InferenceSession(model.SerializeToString(), options, providers=self.providers,
+                                                **({"disabled_optimizers": self.disabled_optimizers}
+                                                   if self.disabled_optimizers else {}))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ToolchainError(f"ONNX Runtime cannot load {self.path}: {first}") from None
@@ -153,4 +174,6 @@ class OnnxRuntimeRunner(Runner):
         out = {"providers": self.session.get_providers() if self.session is not None else self.providers}
         if self.device == "cpu":
             out["intra_op_threads"] = self.threads or "onnxruntime default (physical cores)"
+        if self.disabled_optimizers:
+            out["disabled_optimizers"] = list(self.disabled_optimizers)
         return out
