@@ -50,11 +50,13 @@ def main(argv=None) -> int:
 
     from rich.console import Console
 
-    from toolchain.benchmark import TimingConfig, benchmark_from_sources, parse_batch_sizes
+    from toolchain.bench.sources import benchmark_from_sources
+    from toolchain.bench.timing import TimingConfig
+    from toolchain.options import parse_batch_sizes
     from toolchain.environment import capture_environment, describe_device
     from toolchain.errors import ToolchainError
     from toolchain.export import export_from_source
-    from toolchain.report import benchmark_table, skipped_lines
+    from toolchain.bench.report import benchmark_table, skipped_lines
 
     console = Console(stderr=True)
     env = capture_environment()

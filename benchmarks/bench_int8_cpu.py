@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import re
 import statistics
 import sys
@@ -100,8 +99,11 @@ def main(argv=None) -> int:
     import onnx
     from rich.console import Console
 
-    from toolchain.bench import (BenchmarkResult, Candidate, TimingConfig, benchmark_model, make_parity_plan,
-                                 parity_inputs, run_benchmark, speedups)
+    from toolchain.backends import REGISTRY, Candidate, Context, Files, select
+    from toolchain.bench.harness import BenchmarkResult, make_parity_plan, run_benchmark
+    from toolchain.bench.sources import benchmark_model, parity_inputs
+    from toolchain.bench.speedup import speedups
+    from toolchain.bench.timing import TimingConfig
     from toolchain.bench.report import benchmark_table, write_benchmark_report
     from toolchain.checkpoint import load_checkpoint
     from toolchain.environment import capture_environment, describe_device
@@ -110,7 +112,8 @@ def main(argv=None) -> int:
     from toolchain.io import write_json_atomic, write_text_atomic
     from toolchain.options import parse_batch_sizes
     from toolchain.quantize import META_PREFIX, ORT_OPTIMIZERS_KEY, quantize_checkpoint_targets
-    from toolchain.runners import OnnxRuntimeRunner, TorchRunner
+    from toolchain.runners.onnxruntime import OnnxRuntimeRunner
+    from toolchain.runners.torch import TorchRunner
 
     console = Console(stderr=True)
     env = capture_environment()
@@ -134,14 +137,17 @@ def main(argv=None) -> int:
 
             factory, info = benchmark_model(checkpoint=args.checkpoint)
             shape = (info["in_channels"], info["image_size"], info["image_size"])
-            rows = {"onnxruntime-cpu": fp32, "onnxruntime-cpu-int8": files["onnxruntime"]}
+            # The two rows the benchmark times, from the registry; the diagnostic rows are the same
+            # ONNX Runtime CPU runner on the files they replace.
+            ctx = Context(input_shape=shape, files=Files(onnx=fp32, onnx_int8=files["onnxruntime"]),
+                          ort_threads=args.threads)
+            candidates = select(["onnxruntime-cpu", "onnxruntime-cpu-int8"], ctx)
             if not args.no_diagnostics:
-                rows.update({"onnxruntime-cpu-int8-ort-defaults": defaults,
-                             "onnxruntime-cpu-int8-tensorrt-placement": files["tensorrt"]})
-            candidates = [Candidate(name, "cpu", "int8" if "int8" in name else "fp32",
-                                    lambda p=path, n=name: OnnxRuntimeRunner(p, provider="cpu", threads=args.threads,
-                                                                             input_shape=shape, name=n))
-                          for name, path in rows.items()]
+                for name, path in (("onnxruntime-cpu-int8-ort-defaults", defaults),
+                                   ("onnxruntime-cpu-int8-tensorrt-placement", files["tensorrt"])):
+                    candidates.append(Candidate(name, REGISTRY["onnxruntime-cpu-int8"], "cpu", "int8",
+                                                lambda p=path, n=name: OnnxRuntimeRunner(
+                                                    p, provider="cpu", threads=args.threads, input_shape=shape, name=n)))
             inputs, labels, source = parity_inputs(info, max(max(sizes), args.parity_samples))
             with TorchRunner(model_factory=factory, device="cpu", input_shape=shape,
                              name="reference-eager-fp32-cpu") as reference:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime as dt
-import json
 import platform
 import re
 import subprocess
@@ -143,9 +142,9 @@ def run(args) -> dict:
                 max_rel_err = float(((y.float() - ref).abs() / (ref.abs() + 1e-3)).max())
 
                 t_kernel = timer(kernel, args.reps, args.warmup)
-                t_torch = timer(lambda: F.local_response_norm(x, PARAMS["size"], PARAMS["alpha"], PARAMS["beta"],
-                                                              PARAMS["bias"]), args.reps, args.warmup)
-                t_copy = timer(lambda: copy_dst.copy_(x), args.reps, args.warmup)
+                t_torch = timer(lambda x=x: F.local_response_norm(x, PARAMS["size"], PARAMS["alpha"], PARAMS["beta"],
+                                                                  PARAMS["bias"]), args.reps, args.warmup)
+                t_copy = timer(lambda x=x, dst=copy_dst: dst.copy_(x), args.reps, args.warmup)
 
                 k, t, cp = _stats(t_kernel), _stats(t_torch), _stats(t_copy)
                 kernel_gbs = nbytes / (k["median_us"] * 1e-6) / 1e9

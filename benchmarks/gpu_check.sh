@@ -207,7 +207,7 @@ BENCH=(benchmarks/bench_backends.py --variant paper --image-size 224 --batch-siz
 if "$PYTHON" -c 'import tensorrt; tensorrt.Builder' >/dev/null 2>&1; then BENCH+=(--build-engines); fi
 gpu_stage backend-bench 140 "$PYTHON" -c '
 import sys
-from toolchain.benchmark import BACKEND_NAMES
+from toolchain.backends import BACKEND_NAMES
 unknown = [n for n in sys.argv[1].split(",") if n not in BACKEND_NAMES]
 sys.exit(f"unknown backends {unknown}" if unknown else 0)' "$BACKENDS" \
   -- "$PYTHON" "${BENCH[@]}"

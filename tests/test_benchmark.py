@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_one_line_error, run_cli
-from toolchain import benchmark as bm
-from toolchain.errors import ToolchainError
-from toolchain.runners import Runner
+from toolchain import backends as registry, options
+from toolchain.bench import harness, provenance, sources, speedup, timing
+from toolchain.errors import MissingDependencyError, ToolchainError
+from toolchain.runners.base import Runner
 
 # ---------------------------------------------------------------------- statistics
 
@@ -20,37 +21,37 @@ from toolchain.runners import Runner
 @pytest.mark.parametrize("q", [0, 1, 10, 25, 50, 90, 99, 100])
 def test_percentile_matches_numpy_linear(q):
     values = np.random.default_rng(q).exponential(size=37).tolist()
-    assert bm.percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
+    assert timing.percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
 
 
 def test_percentile_known_values_and_errors():
-    assert bm.percentile([4, 1, 3, 2], 50) == 2.5
-    assert bm.percentile([4, 1, 3, 2], 0) == 1 and bm.percentile([4, 1, 3, 2], 100) == 4
-    assert bm.percentile([7.0], 99) == 7.0
+    assert timing.percentile([4, 1, 3, 2], 50) == 2.5
+    assert timing.percentile([4, 1, 3, 2], 0) == 1 and timing.percentile([4, 1, 3, 2], 100) == 4
+    assert timing.percentile([7.0], 99) == 7.0
     with pytest.raises(ValueError):
-        bm.percentile([], 50)
+        timing.percentile([], 50)
     with pytest.raises(ValueError):
-        bm.percentile([1, 2], 101)
+        timing.percentile([1, 2], 101)
 
 
 def test_coefficient_of_variation():
-    assert bm.coefficient_of_variation([10, 10, 10]) == 0.0
-    assert bm.coefficient_of_variation([1, 2, 3]) == pytest.approx(0.5)  # sample std 1 / mean 2
-    assert bm.coefficient_of_variation([5.0]) == 0.0
+    assert timing.coefficient_of_variation([10, 10, 10]) == 0.0
+    assert timing.coefficient_of_variation([1, 2, 3]) == pytest.approx(0.5)  # sample std 1 / mean 2
+    assert timing.coefficient_of_variation([5.0]) == 0.0
 
 
 def test_relative_spread_and_stability_windows():
-    assert bm.relative_spread([10, 11, 9]) == pytest.approx(0.2)
-    assert bm.is_stable([50, 10.0, 10.2, 9.9], windows=3, tolerance=0.05)
-    assert not bm.is_stable([10.0, 12.0, 10.0], windows=3, tolerance=0.05)
-    assert not bm.is_stable([10.0, 10.0], windows=3, tolerance=0.05)  # not enough windows yet
-    assert not bm.is_stable([10.0, 10.0, 10.0, 20.0], windows=3, tolerance=0.05)  # the last windows count
+    assert timing.relative_spread([10, 11, 9]) == pytest.approx(0.2)
+    assert timing.is_stable([50, 10.0, 10.2, 9.9], windows=3, tolerance=0.05)
+    assert not timing.is_stable([10.0, 12.0, 10.0], windows=3, tolerance=0.05)
+    assert not timing.is_stable([10.0, 10.0], windows=3, tolerance=0.05)  # not enough windows yet
+    assert not timing.is_stable([10.0, 10.0, 10.0, 20.0], windows=3, tolerance=0.05)  # the last windows count
 
 
 def test_throughput_and_latency_stats():
-    assert bm.throughput(64, 0.032) == pytest.approx(2000.0)
-    assert math.isinf(bm.throughput(1, 0.0))
-    stats = bm.latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert timing.throughput(64, 0.032) == pytest.approx(2000.0)
+    assert math.isinf(timing.throughput(1, 0.0))
+    stats = timing.latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
     assert stats["p50_ms"] == 3.0 and stats["min_ms"] == 1.0 and stats["max_ms"] == 100.0
     assert stats["p99_ms"] == pytest.approx(float(np.percentile([1, 2, 3, 4, 100], 99)))
     assert stats["mean_ms"] == pytest.approx(22.0)
@@ -58,21 +59,21 @@ def test_throughput_and_latency_stats():
 
 
 def test_auto_window_iters_clamps():
-    assert bm.auto_window_iters(0.001, 0.1) == 100
-    assert bm.auto_window_iters(1.0, 0.1) == 3
-    assert bm.auto_window_iters(1e-9, 0.1) == 1000
+    assert timing.auto_window_iters(0.001, 0.1) == 100
+    assert timing.auto_window_iters(1.0, 0.1) == 3
+    assert timing.auto_window_iters(1e-9, 0.1) == 1000
 
 
 def test_timing_config_validation():
-    bm.TimingConfig().validate()
+    timing.TimingConfig().validate()
     with pytest.raises(ToolchainError, match="min windows"):
-        bm.TimingConfig(min_windows=2, stable_windows=3).validate()
+        timing.TimingConfig(min_windows=2, stable_windows=3).validate()
     with pytest.raises(ToolchainError, match="stable windows must be >= 3"):
-        bm.TimingConfig(min_windows=2, stable_windows=2).validate()
+        timing.TimingConfig(min_windows=2, stable_windows=2).validate()
     with pytest.raises(ToolchainError, match="window iterations must be >= 5"):
-        bm.TimingConfig(window_iters=2).validate()
+        timing.TimingConfig(window_iters=2).validate()
     with pytest.raises(ToolchainError, match="tolerance"):
-        bm.TimingConfig(tolerance=0).validate()
+        timing.TimingConfig(tolerance=0).validate()
 
 
 # ---------------------------------------------------------------------- the timing loop, with scripted timers
@@ -115,10 +116,10 @@ class FakeClock:
 def test_measure_stops_when_last_windows_agree():
     clock = FakeClock()
     timer = ScriptedTimer([20.0, 15.0, 10.0, 10.1, 9.95, 50.0], clock)
-    config = bm.TimingConfig(warmup_iters=2, warmup_seconds=0, window_iters=4, min_windows=3, stable_windows=3,
+    config = timing.TimingConfig(warmup_iters=2, warmup_seconds=0, window_iters=4, min_windows=3, stable_windows=3,
                              tolerance=0.05, max_windows=20, max_seconds=100)
     steps = []
-    m = bm.measure(lambda: steps.append(1), timer, config, clock=clock)
+    m = timing.measure(lambda: steps.append(1), timer, config, clock=clock)
     assert m.stable and m.windows == 5  # windows 3-5 agree within 5%; window 6 is never timed
     assert m.window_medians == [20.0, 15.0, 10.0, 10.1, 9.95]
     assert sorted(set(m.samples_ms)) == [9.95, 10.0, 10.1] and len(m.samples_ms) == 12
@@ -134,24 +135,24 @@ def test_measure_stops_when_last_windows_agree():
 def test_measure_gives_up_unstable_after_max_windows_or_time():
     clock = FakeClock()
     alternating = [10.0, 20.0] * 50
-    config = bm.TimingConfig(warmup_iters=0, warmup_seconds=0, window_iters=2, min_window_iters=2, min_windows=3,
+    config = timing.TimingConfig(warmup_iters=0, warmup_seconds=0, window_iters=2, min_window_iters=2, min_windows=3,
                              stable_windows=3, tolerance=0.05, max_windows=7, max_seconds=1e6)
-    m = bm.measure(lambda: None, ScriptedTimer(alternating, clock), config, clock=clock)
+    m = timing.measure(lambda: None, ScriptedTimer(alternating, clock), config, clock=clock)
     assert not m.stable and m.windows == 7
     # Time budget: the windows cost 0.2 s and 0.4 s of fake time; the budget of 0.5 s is spent after two,
     # but it never cuts below min_windows (3).
     clock = FakeClock()
-    config = bm.TimingConfig(warmup_iters=0, warmup_seconds=0, window_iters=2, min_window_iters=2, min_windows=3,
+    config = timing.TimingConfig(warmup_iters=0, warmup_seconds=0, window_iters=2, min_window_iters=2, min_windows=3,
                              stable_windows=3, tolerance=0.05, max_windows=100, max_seconds=0.5)
-    m = bm.measure(lambda: None, ScriptedTimer([100.0, 200.0] * 50, clock), config, clock=clock)
+    m = timing.measure(lambda: None, ScriptedTimer([100.0, 200.0] * 50, clock), config, clock=clock)
     assert not m.stable and m.windows == 3 and m.seconds == pytest.approx(0.8)
 
 
 def test_measure_sizes_windows_from_the_warmup():
     clock = FakeClock()
     timer = ScriptedTimer([1.0] * 10, clock)
-    config = bm.TimingConfig(warmup_iters=5, warmup_seconds=0, window_iters=None, target_window_seconds=0.05)
-    m = bm.measure(lambda: None, timer, config, clock=clock)
+    config = timing.TimingConfig(warmup_iters=5, warmup_seconds=0, window_iters=None, target_window_seconds=0.05)
+    m = timing.measure(lambda: None, timer, config, clock=clock)
     assert m.window_iters == 50  # 1 ms per warm-up call -> 50 calls per 50 ms window
     assert set(timer.window_sizes) == {50}
 
@@ -172,6 +173,8 @@ class FakeRunner(Runner):
         self.runs, self.closed, self.prepared = 0, False, []
 
     def _activate(self):
+        if self.fail == "missing":
+            raise MissingDependencyError("onnxruntime-gpu is not installed")
         if self.fail:
             raise ToolchainError("engine cannot load here")
 
@@ -205,25 +208,27 @@ def _logits(x):
 
 
 def _candidate(runner, unavailable=None, mismatch=None):
-    return bm.Candidate(runner.name, "cpu", "fp32", lambda: runner, unavailable=unavailable, mismatch=mismatch)
+    return registry.Candidate(runner.name, registry.REGISTRY["eager-fp32"], "cpu", "fp32", lambda: runner,
+                              unavailable=unavailable, mismatch=mismatch)
 
 
 def _plan(n=8):
     inputs = np.random.default_rng(0).standard_normal((n, 1, 2, 2)).astype(np.float32)
-    return bm.ParityPlan(inputs=inputs, labels=None, source="seeded", reference_outputs={"logits": _logits(inputs)},
+    return harness.ParityPlan(inputs=inputs, labels=None, source="seeded", reference_outputs={"logits": _logits(inputs)},
                          reference={"name": "ref"}, min_samples=4)
 
 
-TINY = bm.TimingConfig(warmup_iters=1, warmup_seconds=0, window_iters=3, min_window_iters=3, min_windows=3,
+TINY = timing.TimingConfig(warmup_iters=1, warmup_seconds=0, window_iters=3, min_window_iters=3, min_windows=3,
                        stable_windows=3, max_seconds=0.2)
 
 
 def test_run_benchmark_skips_with_reasons_and_gives_every_row_a_parity_verdict():
     good, wrong = FakeRunner("good", max_batch=4), FakeRunner("wrong", shift=1e-3)
     broken = FakeRunner("broken", fail_activate=True)
-    result = bm.run_benchmark([_candidate(good), _candidate(FakeRunner("missing"), unavailable="no CUDA GPU"),
-                               _candidate(broken), _candidate(wrong)], [1, 4, 8], TINY, parity=_plan(),
-                              environment={"cuda_available": False})
+    absent = FakeRunner("absent", fail_activate="missing")
+    result = harness.run_benchmark([_candidate(good), _candidate(FakeRunner("missing"), unavailable="no CUDA GPU"),
+                                    _candidate(broken), _candidate(absent), _candidate(wrong)], [1, 4, 8], TINY,
+                                   parity=_plan(), environment={"cuda_available": False})
     rows = {(m["backend"], m["batch_size"]): m for m in result.measurements}
     assert set(rows) == {("good", 1), ("good", 4), ("wrong", 1), ("wrong", 4), ("wrong", 8)}
     for (backend, batch), row in rows.items():
@@ -237,7 +242,11 @@ def test_run_benchmark_skips_with_reasons_and_gives_every_row_a_parity_verdict()
     assert not rows[("wrong", 1)]["parity"]["real_data"]  # seeded inputs: top-1 agreement not counted
     reasons = {(s["backend"], s["batch_size"]): s["reason"] for s in result.skipped}
     assert reasons[("missing", None)] == "no CUDA GPU"
-    assert "engine cannot load here" in reasons[("broken", None)]
+    # A backend that fails to load is an error (the command fails); one that finds a dependency
+    # missing while loading is skipped with that reason.
+    assert ("broken", None) not in reasons
+    assert [e["error"] for e in result.errors if e["backend"] == "broken"] == ["load: engine cannot load here"]
+    assert reasons[("absent", None)] == "onnxruntime-gpu is not installed"
     assert "exceeds" in reasons[("good", 8)]
     assert good.closed and wrong.closed and good.prepared == [1, 4]
     assert [b["name"] for b in result.backends] == ["good", "wrong"]
@@ -249,7 +258,7 @@ def test_run_benchmark_skips_with_reasons_and_gives_every_row_a_parity_verdict()
 
 def test_a_crashing_runner_is_an_error_and_the_sweep_goes_on():
     crashing, good = FakeRunner("crashing", crash_at=2), FakeRunner("good")
-    result = bm.run_benchmark([_candidate(crashing), _candidate(good)], [1, 2], TINY,
+    result = harness.run_benchmark([_candidate(crashing), _candidate(good)], [1, 2], TINY,
                               environment={"cuda_available": False})
     assert {(m["backend"], m["batch_size"]) for m in result.measurements} == \
         {("crashing", 1), ("good", 1), ("good", 2)}
@@ -260,41 +269,41 @@ def test_a_crashing_runner_is_an_error_and_the_sweep_goes_on():
 
 def test_static_batch_is_timed_at_its_batch_and_mismatched_weights_are_marked():
     static = FakeRunner("static", static=2)
-    result = bm.run_benchmark([_candidate(static, mismatch="--onnx x was exported from checkpoint abc")], [1, 8],
+    result = harness.run_benchmark([_candidate(static, mismatch="--onnx x was exported from checkpoint abc")], [1, 8],
                               TINY, parity=_plan(), environment={"cuda_available": False})
     assert [(m["batch_size"], m["status"]) for m in result.measurements] == [(2, "weights-mismatch")]
     assert result.measurements[0]["parity"]["weights"].startswith("--onnx x")
     assert "static batch 2" in result.skipped[0]["reason"]
-    assert bm.batches_for([1, 8], None) == ([1, 8], None)
-    assert bm.batches_for([2], 2) == ([2], None)
+    assert harness.batches_for([1, 8], None) == ([1, 8], None)
+    assert harness.batches_for([2], 2) == ([2], None)
 
 
 def test_weights_chain():
-    ref = bm.weights_identity({"checkpoint_sha256": "a" * 64, "variant": "paper"})
-    assert bm.weights_mismatch(ref, bm.weights_identity({"checkpoint_sha256": "a" * 64}), "x") is None
+    ref = provenance.weights_identity({"checkpoint_sha256": "a" * 64, "variant": "paper"})
+    assert provenance.weights_mismatch(ref, provenance.weights_identity({"checkpoint_sha256": "a" * 64}), "x") is None
     assert "exported from checkpoint bbbbbbbbbbbb..., the reference is aaaaaaaaaaaa..." in \
-        bm.weights_mismatch(ref, bm.weights_identity({"checkpoint_sha256": "b" * 64}), "--onnx m.onnx")
-    assert "not exported from a checkpoint" in bm.weights_mismatch(ref, bm.weights_identity({"variant": "paper"}),
+        provenance.weights_mismatch(ref, provenance.weights_identity({"checkpoint_sha256": "b" * 64}), "--onnx m.onnx")
+    assert "not exported from a checkpoint" in provenance.weights_mismatch(ref, provenance.weights_identity({"variant": "paper"}),
                                                                    "x")
-    variant = bm.weights_identity({"variant": "paper", "seed": 0, "weights": "random"})
-    assert bm.weights_mismatch(variant, bm.weights_identity({"variant": "paper", "seed": "0"}), "x") is None
-    assert "seed 1" in bm.weights_mismatch(variant, bm.weights_identity({"variant": "paper", "seed": 1}), "x")
-    assert "variant 'd2l'" in bm.weights_mismatch(variant, {"variant": "d2l"}, "the engine")
+    variant = provenance.weights_identity({"variant": "paper", "seed": 0, "weights": "random"})
+    assert provenance.weights_mismatch(variant, provenance.weights_identity({"variant": "paper", "seed": "0"}), "x") is None
+    assert "seed 1" in provenance.weights_mismatch(variant, provenance.weights_identity({"variant": "paper", "seed": 1}), "x")
+    assert "variant 'd2l'" in provenance.weights_mismatch(variant, {"variant": "d2l"}, "the engine")
     with pytest.raises(ToolchainError, match="--allow-mismatch"):
-        bm.check_weights(variant, {"--onnx m": {"variant": "d2l"}, "--engine e": None}, allow_mismatch=False)
-    assert bm.check_weights(variant, {"--onnx m": {"variant": "d2l"}}, allow_mismatch=True) == \
+        provenance.check_weights(variant, {"--onnx m": {"variant": "d2l"}, "--engine e": None}, allow_mismatch=False)
+    assert provenance.check_weights(variant, {"--onnx m": {"variant": "d2l"}}, allow_mismatch=True) == \
         {"--onnx m": "--onnx m holds variant 'd2l', the reference 'paper'"}
 
 
 def test_parsers_reject_bad_input():
-    assert bm.parse_batch_sizes("8,1,8") == [1, 8]
+    assert options.parse_batch_sizes("8,1,8") == [1, 8]
     with pytest.raises(ToolchainError):
-        bm.parse_batch_sizes("1,x")
+        options.parse_batch_sizes("1,x")
     with pytest.raises(ToolchainError):
-        bm.parse_batch_sizes("0")
-    assert bm.parse_backend_names("all") == list(bm.BACKEND_NAMES)
+        options.parse_batch_sizes("0")
+    assert registry.parse_backend_names("all") == list(registry.BACKEND_NAMES)
     with pytest.raises(ToolchainError, match="unknown backend"):
-        bm.parse_backend_names("eager-fp32,warp-drive")
+        registry.parse_backend_names("eager-fp32,warp-drive")
 
 
 # ---------------------------------------------------------------------- a real tiny CPU run (CLI)
@@ -381,15 +390,15 @@ def test_benchmark_cli_errors_are_one_line(tmp_path):
 
 @pytest.mark.needs_cuda
 def test_gpu_backends_report_gpu_and_host_times_with_parity(tmp_path):
-    factory, info = bm.benchmark_model(variant="paper", image_size=64, num_classes=10)
-    candidates = bm.make_backends(model_factory=factory, input_shape=(3, 64, 64),
-                                  names=["eager-fp32", "eager-fp16", "eager-fp16-cuda-graph"], device="cuda")
-    from toolchain.runners import TorchRunner
+    factory, info = sources.benchmark_model(variant="paper", image_size=64, num_classes=10)
+    candidates = registry.select(["eager-fp32", "eager-fp16", "eager-fp16-cuda-graph"],
+                                 registry.Context(model_factory=factory, input_shape=(3, 64, 64), device="cuda"))
+    from toolchain.runners.torch import TorchRunner
 
-    inputs, labels, source = bm.parity_inputs(info, 16)
+    inputs, labels, source = sources.parity_inputs(info, 16)
     with TorchRunner(model_factory=factory, device="cuda", input_shape=(3, 64, 64)) as reference:
-        plan = bm.make_parity_plan(reference, inputs, labels=labels, source=source, batch_size=8)
-    result = bm.run_benchmark(candidates, [1, 8], TINY, parity=plan, model_info=info)
+        plan = harness.make_parity_plan(reference, inputs, labels=labels, source=source, batch_size=8)
+    result = harness.run_benchmark(candidates, [1, 8], TINY, parity=plan, model_info=info)
     assert not result.errors, result.errors
     metrics = {(m["backend"], m["batch_size"], m["metric"]): m for m in result.measurements}
     for backend in ("eager-fp32", "eager-fp16", "eager-fp16-cuda-graph"):
@@ -413,7 +422,7 @@ def test_tensorrt_native_engine_with_and_without_cuda_graph(tmp_path):
     onnx = export_from_source(tmp_path / "native.onnx", variant="paper", image_size=64, num_classes=10,
                               dtype="fp16", lrn="native").path
     engine = build_engine(onnx, tmp_path / "native.engine", lrn="native", max_batch=8)
-    result, _ = bm.benchmark_from_sources(variant="paper", image_size=64, num_classes=10, native_engine=engine,
+    result, _ = sources.benchmark_from_sources(variant="paper", image_size=64, num_classes=10, native_engine=engine,
                                           backend_names=["tensorrt-native", "tensorrt-native-graph"],
                                           batch_sizes=[1, 8], config=TINY, out_dir=tmp_path / "out",
                                           parity_samples=8)
@@ -442,10 +451,10 @@ def test_report_marks_failed_parity_and_has_a_table_and_plot_panel_per_metric(tm
 
     from toolchain.bench.report import benchmark_table, write_benchmark_report
 
-    result = bm.BenchmarkResult(environment={"cuda_available": False, "cpu": "Acme", "python": "3.x"},
+    result = harness.BenchmarkResult(environment={"cuda_available": False, "cpu": "Acme", "python": "3.x"},
                                 config=dataclasses.asdict(TINY), batch_sizes=[1, 8])
     for batch in (1, 8):
-        for metric in bm.METRICS:
+        for metric in timing.METRICS:
             result.measurements.append(_row("tensorrt-plugin", batch, metric, stable=batch == 1))
             result.measurements.append(_row("tensorrt-native", batch, metric, status="parity-failed",
                                             failures=["logits@batch1: allclose (3 of 10 elements)"]))
@@ -454,7 +463,7 @@ def test_report_marks_failed_parity_and_has_a_table_and_plot_panel_per_metric(tm
     result.skipped.append({"backend": "eager-fp16", "batch_size": None, "reason": "no CUDA GPU"})
     paths = write_benchmark_report(result, tmp_path / "r")
     markdown = paths["markdown"].read_text()
-    for title in bm.METRIC_TITLES.values():
+    for title in timing.METRIC_TITLES.values():
         assert f"## {title}" in markdown
     assert "- onnxruntime-cuda, eager-fp16: no CUDA GPU" in markdown  # each reason once
     assert markdown.count("| tensorrt-plugin |") == 6 + 2 and markdown.count("| eager-fp32 |") == 2  # + stages
@@ -490,7 +499,7 @@ def test_speedups_compare_each_reduced_row_with_its_family_fp32_row():
             _rate_row("eager-fp32", "fp32", 1, 50.0, device="cuda", metric="gpu"),
             _rate_row("eager-fp16", "fp16", 1, 150.0, device="cuda", metric="gpu"),
             _rate_row("tensorrt-int8", "int8", 1, 5000.0, device="cuda", metric="gpu")]
-    found = {(e["backend"], e["batch_size"]): e for e in bm.speedups(rows)}
+    found = {(e["backend"], e["batch_size"]): e for e in speedup.speedups(rows)}
     assert set(found) == {("onnxruntime-cpu-int8", 1), ("onnxruntime-cpu-int8", 64), ("onnxruntime-cpu-int8", 256),
                           ("eager-fp16", 1), ("tensorrt-int8", 1)}  # FP32 rows are the baselines, not entries
     assert found[("onnxruntime-cpu-int8", 1)]["speedup"] == pytest.approx(2.5)
@@ -505,22 +514,22 @@ def test_speedups_compare_each_reduced_row_with_its_family_fp32_row():
         found[("tensorrt-int8", 1)]["reason"]
     # An FP32 row on another device is not the baseline either.
     cpu_fp32 = [_rate_row("eager-fp32", "fp32", 1, 50.0), _rate_row("eager-fp16", "fp16", 1, 150.0, device="cuda")]
-    assert bm.speedups(cpu_fp32)[0]["speedup"] is None
-    assert bm.backend_family("onnxruntime-cpu-int8") == bm.backend_family("onnxruntime-cpu") != \
-        bm.backend_family("onnxruntime-cuda")
+    assert speedup.speedups(cpu_fp32)[0]["speedup"] is None
+    assert speedup.backend_family("onnxruntime-cpu-int8") == speedup.backend_family("onnxruntime-cpu") != \
+        speedup.backend_family("onnxruntime-cuda")
 
 
 def test_speedup_sentences_say_where_reduced_precision_is_slower():
     rows = [_rate_row("onnxruntime-cpu", "fp32", b, 100.0) for b in (1, 8, 64)]
     rows += [_rate_row("onnxruntime-cpu-int8", "int8", 1, 300.0), _rate_row("onnxruntime-cpu-int8", "int8", 8, 90.0),
              _rate_row("onnxruntime-cpu-int8", "int8", 64, 40.0)]
-    (line,) = bm.speedup_sentences(bm.speedups(rows))
+    (line,) = speedup.speedup_sentences(speedup.speedups(rows))
     assert "**slower than FP32 at batch 8, 64**" in line and "3.00x at batch 1" in line and "0.40x at batch 64" in line
-    faster = bm.speedup_sentences(bm.speedups(rows[:3] + [_rate_row("onnxruntime-cpu-int8", "int8", b, 150.0)
+    faster = speedup.speedup_sentences(speedup.speedups(rows[:3] + [_rate_row("onnxruntime-cpu-int8", "int8", b, 150.0)
                                                           for b in (1, 8, 64)]), failed={("onnxruntime-cpu-int8", 8)})
     assert "faster at every batch size" in faster[0] and "slower" not in faster[0]
     assert "1.50x at batch 8 (parity FAILED)" in faster[0]
-    lonely = bm.speedup_sentences(bm.speedups([_rate_row("tensorrt-int8", "int8", 1, 10.0, device="cuda")]))
+    lonely = speedup.speedup_sentences(speedup.speedups([_rate_row("tensorrt-int8", "int8", 1, 10.0, device="cuda")]))
     assert lonely == ["tensorrt-int8 (INT8): no speed-up shown, no FP32 tensorrt row on cuda at batch 1."]
 
 
@@ -529,13 +538,13 @@ def test_report_shows_speedups_in_json_markdown_table_and_plot(tmp_path):
 
     from toolchain.bench.report import benchmark_table, write_benchmark_report
 
-    result = bm.BenchmarkResult(environment={"cuda_available": False, "cpu": "Acme"}, config=dataclasses.asdict(TINY),
+    result = harness.BenchmarkResult(environment={"cuda_available": False, "cpu": "Acme"}, config=dataclasses.asdict(TINY),
                                 batch_sizes=[1, 64])
     for batch, fp32, int8 in ((1, 100.0, 250.0), (64, 400.0, 300.0)):
         for backend, precision, rate in (("onnxruntime-cpu", "fp32", fp32), ("onnxruntime-cpu-int8", "int8", int8)):
             row = _row(backend, batch, "host", device="cpu")
             result.measurements.append({**row, "precision": precision, "throughput_ips": rate})
-    result.speedups = bm.speedups(result.measurements)
+    result.speedups = speedup.speedups(result.measurements)
     paths = write_benchmark_report(result, tmp_path / "r")
     data = json.loads(paths["json"].read_text())
     assert [(e["batch_size"], round(e["speedup"], 2)) for e in data["speedups"]] == [(1, 2.5), (64, 0.75)]
@@ -554,13 +563,31 @@ def test_report_shows_speedups_in_json_markdown_table_and_plot(tmp_path):
     assert "| **0.75x** |" in benchmark_markdown(data)
 
 
-def test_int8_rows_refuse_a_file_made_for_the_other_runtime():
-    assert bm.int8_target_problem("onnxruntime-cpu-int8", "q.onnx", "onnxruntime") is None
-    assert bm.int8_target_problem("onnxruntime-cpu-int8", "q.onnx", None) is None  # nothing says: time it
-    problem = bm.int8_target_problem("onnxruntime-cpu-int8", "q.onnx", "tensorrt")
-    assert problem == "--onnx-int8 q.onnx was quantized for tensorrt, not for the onnxruntime-cpu-int8 row (onnxruntime)"
+def test_rows_refuse_a_file_they_are_not_named_for():
+    from pathlib import Path
+
+    from toolchain.artifacts import EngineArtifact, OnnxArtifact
+
+    def onnx(**meta):
+        return OnnxArtifact(Path("q.onnx"), meta)
+
+    int8_row, fp32_row = registry.REGISTRY["onnxruntime-cpu-int8"], registry.REGISTRY["onnxruntime-cpu"]
+    assert registry.file_problem(int8_row, onnx(precision="int8", quant_target="onnxruntime")) is None
+    assert registry.file_problem(int8_row, onnx(precision="int8")) is None  # nothing says: time it
+    assert registry.file_problem(int8_row, onnx(precision="int8", quant_target="tensorrt")) == (
+        "--onnx-int8 q.onnx was quantized for tensorrt, not onnxruntime (toolchain quantize --target onnxruntime)")
+    # The FP32 model as the INT8 row, and the INT8 file as the FP32 baseline: both refused.
+    assert "onnxruntime-cpu-int8 runs INT8 files, but --onnx-int8 q.onnx computes in FP32" in \
+        registry.file_problem(int8_row, onnx(dtype="fp32"))
+    assert "goes to --onnx-int8" in registry.file_problem(fp32_row, onnx(precision="int8"))
+    assert registry.file_problem(registry.GENERIC["onnxruntime"], onnx(precision="int8")) is None  # any file
+    engine = EngineArtifact(Path("e.engine"), {"build": {"precision": "int8", "lrn": "plugin"},
+                                               "model": {"quant_target": "onnxruntime"}})
     assert "--int8-engine e.engine was quantized for onnxruntime" in \
-        bm.int8_target_problem("tensorrt-int8", "e.engine", "onnxruntime")
-    with pytest.raises(ToolchainError, match="--target onnxruntime"):
-        bm.check_int8_targets({"onnxruntime-cpu-int8": ("q.onnx", "tensorrt")}, ["onnxruntime-cpu-int8"])
-    bm.check_int8_targets({"onnxruntime-cpu-int8": ("q.onnx", "tensorrt")}, ["onnxruntime-cpu"])  # row not asked for
+        registry.file_problem(registry.REGISTRY["tensorrt-int8"], engine)
+    native = EngineArtifact(Path("n.engine"), {"build": {"precision": "fp16", "lrn": "plugin"}, "model": {}})
+    assert "built with --lrn plugin" in registry.file_problem(registry.REGISTRY["tensorrt-native"], native)
+    fp32_engine = EngineArtifact(Path("f.engine"), {"build": {"precision": "fp32", "lrn": "plugin"}, "model": {}})
+    assert registry.file_problem(registry.REGISTRY["tensorrt-plugin"], fp32_engine) is None  # --allow-fp32 builds
+
+

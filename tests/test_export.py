@@ -1,6 +1,7 @@
 """Export to ONNX: one FusedLRN node per LRN, checker-clean, runs in ONNX Runtime like eager PyTorch."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,7 +14,8 @@ from tests.helpers import assert_one_line_error, run_cli
 from toolchain import lrn_op
 from toolchain.checkpoint import model_from_source
 from toolchain.errors import ToolchainError
-from toolchain.export import export_from_source, export_model, load_onnx, read_metadata
+from toolchain.artifacts import decode_metadata, read_onnx
+from toolchain.export import export_from_source, export_model, load_onnx
 from toolchain.models import VARIANTS
 from toolchain.models.layers import LocalResponseNorm
 
@@ -88,7 +90,7 @@ def test_io_names_dynamic_batch_checker_and_metadata(exported):
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["batch", 3, SIZE, SIZE]
     assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 10]
-    meta = read_metadata(model)
+    meta = _metadata(model)
     assert meta["variant"] == "paper" and meta["image_size"] == SIZE and meta["in_channels"] == 3
     assert meta["num_classes"] == 10 and len(meta["classes"]) == 10
     assert meta["mean"] == pytest.approx(list(VARIANTS["paper"].mean))
@@ -112,7 +114,7 @@ def test_fp16_export_runs_in_onnxruntime_within_fp16_tolerance():
     types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
     for node in _lrn_nodes(model):
         assert types[node.input[0]] == types[node.output[0]] == onnx.TensorProto.FLOAT16
-    assert read_metadata(model)["dtype"] == "fp16"
+    assert _metadata(model)["dtype"] == "fp16"
     x = np.random.default_rng(0).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
     got = _session(model).run(None, {"input": x})[0]
     want = _reference("torchvision-lrn", x)
@@ -127,7 +129,7 @@ def test_fp16_io_and_static_batch():
     (inp,), (out,) = result.model.graph.input, result.model.graph.output
     assert inp.type.tensor_type.elem_type == out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [2, 3, SIZE, SIZE]
-    assert read_metadata(result.model)["batch"] == "2"
+    assert _metadata(result.model)["batch"] == "2"
     x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float16)
     got = _session(result.model).run(None, {"input": x})[0]
     assert got.dtype == np.float16 and got.shape == (2, 10)
@@ -140,7 +142,7 @@ def test_native_lrn_export_matches_torch():
     model = result.model
     assert len([n for n in model.graph.node if n.op_type == "LRN" and n.domain == ""]) == 2
     assert not _lrn_nodes(model) and not model.functions
-    assert read_metadata(model)["lrn"] == "native"
+    assert _metadata(model)["lrn"] == "native"
     x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
     np.testing.assert_allclose(_session(model).run(None, {"input": x})[0], _reference("paper", x),
                                rtol=1e-4, atol=1e-5)
@@ -198,7 +200,7 @@ def test_cli_export_and_one_line_errors(tmp_path):
     result = run_cli("export", "--variant", "paper", "--image-size", "64", "--num-classes", "10", "-o", out)
     assert result.code == 0, result.stderr
     assert "2 FusedLRN" in result.stdout and out.exists()
-    assert read_metadata(out)["image_size"] == 64
+    assert _metadata(out)["image_size"] == 64
     assert_one_line_error(run_cli("export", "--variant", "paper", "--image-size", "64", "-o", out),
                           "already exists", "--force")
     assert_one_line_error(run_cli("export", "--checkpoint", tmp_path / "missing.safetensors", "-o", tmp_path / "m.onnx"),
@@ -251,3 +253,7 @@ def test_fp16_pass_converts_float_constants_and_keeps_fp32_io():
     assert model.graph.node[2].input[0] == "x_fp16"
     got = _session(model).run(None, {"x": np.array([1.0, 0.1], np.float32)})[0]
     assert got.dtype == np.float32 and got.tolist() == pytest.approx([3.0, 0.3], rel=1e-3)
+
+
+def _metadata(model_or_path) -> dict:
+    return read_onnx(model_or_path).metadata if isinstance(model_or_path, (str, Path)) else decode_metadata(model_or_path)

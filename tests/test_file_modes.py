@@ -71,9 +71,9 @@ def test_triton_package_is_readable_by_others(tmp_path, umask022):
 
 def test_benchmark_report_files_are_0644(tmp_path, umask022):
     from tests.test_benchmark import TINY, FakeRunner, _candidate
-    from toolchain import benchmark as bm
+    from toolchain.bench import harness
     from toolchain.bench.report import write_benchmark_report
 
-    result = bm.run_benchmark([_candidate(FakeRunner("eager-fp32"))], [1], TINY, environment={"cuda_available": False})
+    result = harness.run_benchmark([_candidate(FakeRunner("eager-fp32"))], [1], TINY, environment={"cuda_available": False})
     paths = write_benchmark_report(result, tmp_path / "r")
     assert paths and all(_mode(Path(p)) == 0o644 for p in paths.values()), {k: oct(_mode(Path(p))) for k, p in paths.items()}

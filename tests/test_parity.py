@@ -12,11 +12,10 @@ from toolchain.parity import (
     ParityError,
     Tolerances,
     compare_outputs,
-    iter_batches,
     load_tolerances,
     run_parity,
 )
-from toolchain.runners import Runner
+from toolchain.runners.base import Runner, iter_batches
 
 FP32 = DEFAULT_TOLERANCES["fp32"]
 
@@ -289,7 +288,8 @@ def test_layerwise_clean_export_has_no_divergent_layer(tmp_path, layer_onnx):
     assert data["first_divergent"] is None and data["passed"]
     modules = [layer["module"] for layer in data["layers"]]
     assert modules[:3] == ["features.0", "features.1", "features.2"] and modules[-1] == "classifier.7"
-    assert all(layer["error_over_range"] < 1e-4 for layer in data["layers"])
+    assert all(layer["error_over_range"] < 1e-4 and layer["cosine_min"] > 0.99999 for layer in data["layers"])
+    assert data["tolerances"]["atol"] == 1e-4  # plain parity's FP32 tolerances
     assert "no divergent layer" in result.stdout
 
 
@@ -304,7 +304,7 @@ def test_layerwise_names_the_corrupted_convolution_and_exits_non_zero(tmp_path, 
     passed = {layer["module"]: layer["passed"] for layer in data["layers"]}
     assert all(passed[m] for m in ("features.0", "features.1", "features.2", "features.3"))
     assert_one_line_error(run_cli("parity", "--backend", "tensorrt", "--engine", corrupt, "--layerwise"),
-                          "--layerwise covers --backend onnxruntime only")
+                          "--layerwise covers the ONNX Runtime backends, not tensorrt")
 
 
 def test_parity_reaches_the_benchmark_runners(tmp_path, layer_onnx):

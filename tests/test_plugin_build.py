@@ -8,7 +8,6 @@ The plugin inside TensorRT's real registry: tests/test_plugin_conformance.py.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil

@@ -119,8 +119,10 @@ def test_quantized_file_meets_the_int8_contract(quantized):
 
 @pytest.mark.slow
 def test_quantized_file_runs_in_onnx_runtime_and_passes_int8_parity(quantized):
-    from toolchain.parity import dataset_inputs, load_tolerances, run_parity
-    from toolchain.runners import OnnxRuntimeRunner, TorchRunner
+    from toolchain.inputs import dataset_inputs
+    from toolchain.parity import load_tolerances, run_parity
+    from toolchain.runners.onnxruntime import OnnxRuntimeRunner
+    from toolchain.runners.torch import TorchRunner
 
     ckpt = quantized["ckpt"]
     images, labels = dataset_inputs("synthetic", ckpt.meta)
@@ -145,8 +147,10 @@ def test_a_coarser_quantization_fails_int8_parity(quantized, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    from toolchain.parity import dataset_inputs, load_tolerances, run_parity
-    from toolchain.runners import OnnxRuntimeRunner, TorchRunner
+    from toolchain.inputs import dataset_inputs
+    from toolchain.parity import load_tolerances, run_parity
+    from toolchain.runners.onnxruntime import OnnxRuntimeRunner
+    from toolchain.runners.torch import TorchRunner
 
     model = onnx.load(str(quantized["int8"]))
     for init in model.graph.initializer:
@@ -169,9 +173,12 @@ def test_onnxruntime_target_quantizes_outputs_and_biases_and_is_refused_by_the_b
     """--target onnxruntime: the placement ONNX Runtime's CPU kernels fuse (QLinearConv); TensorRT cannot parse it."""
     import onnx
 
-    from toolchain.parity import dataset_inputs, load_tolerances, run_parity
-    from toolchain.runners import OnnxRuntimeRunner, TorchRunner
-    from toolchain.trt.builder import inspect_onnx, plan_build
+    from toolchain.inputs import dataset_inputs
+    from toolchain.parity import load_tolerances, run_parity
+    from toolchain.runners.onnxruntime import OnnxRuntimeRunner
+    from toolchain.runners.torch import TorchRunner
+    from toolchain.trt.onnx_graph import inspect_onnx
+    from toolchain.trt.plan import plan_build
     from toolchain.trt.compat import BuildOptions
 
     quantized = quantized_ort
@@ -238,7 +245,7 @@ def test_both_targets_come_from_one_calibration(quantized, tmp_path):
     import onnx
 
     from toolchain.quantize import quantize_checkpoint_targets
-    from toolchain.runners import OnnxRuntimeRunner
+    from toolchain.runners.onnxruntime import OnnxRuntimeRunner
 
     outputs = {"tensorrt": tmp_path / "trt.onnx", "onnxruntime": tmp_path / "ort.onnx"}
     results = quantize_checkpoint_targets(quantized["checkpoint"], outputs, onnx_path=quantized["fp32"],
@@ -400,12 +407,13 @@ def test_int8_precision_plan_per_tensorrt_major():
 def test_builder_detects_qdq_and_records_int8(quantized, tmp_path):
     import onnx
 
-    from toolchain.trt.builder import inspect_onnx, plan_build
+    from toolchain.trt.onnx_graph import inspect_onnx
+    from toolchain.trt.plan import plan_build
     from toolchain.trt.compat import BuildOptions
 
     info = inspect_onnx(quantized["int8"])
     assert info.qdq_nodes >= 16 and info.dtype == "fp32" and len(info.fused_lrn_nodes) == 2
-    assert info.model_section()["precision"] == "int8"
+    assert info.metadata["precision"] == "int8"
     plan = plan_build(info, BuildOptions(max_batch=8), "10.16.0")
     assert plan.precision.precision == "int8" and plan.precision.int8_flag and plan.needs_plugin
     assert plan_build(info, BuildOptions(max_batch=8), "11.4.0").precision.strongly_typed
@@ -419,21 +427,25 @@ def test_builder_detects_qdq_and_records_int8(quantized, tmp_path):
         plan_build(inspect_onnx(tmp_path / "liar.onnx"), BuildOptions(), "10.16.0")
 
 
-def test_default_parity_precision():
-    from toolchain.parity import default_precision
+def test_precision_comes_from_the_file():
+    from pathlib import Path
 
-    assert default_precision("onnxruntime", {"dtype": "fp32", "precision": "int8"}) == "int8"
-    assert default_precision("onnxruntime", {"dtype": "fp16"}) == "fp16"
-    assert default_precision("tensorrt", {}, {"build": {"precision": "int8"}}) == "int8"
-    assert default_precision("tensorrt", {}, {"build": {"precision": "fp32"}}) == "fp16"
-    assert default_precision("tensorrt", {}, None) == "fp16"
+    from toolchain.artifacts import EngineArtifact, OnnxArtifact
+
+    assert OnnxArtifact(Path("q.onnx"), {"dtype": "fp32", "precision": "int8"}).precision == "int8"
+    assert OnnxArtifact(Path("h.onnx"), {"dtype": "fp16"}).precision == "fp16"
+    assert OnnxArtifact(Path("x.onnx"), {}).precision == "fp32"
+    assert EngineArtifact(Path("e"), {"build": {"precision": "int8"}}).precision == "int8"
+    # An engine built with --allow-fp32 computes in FP32: FP32 tolerances, in parity and benchmark alike.
+    assert EngineArtifact(Path("e"), {"build": {"precision": "fp32"}}).precision == "fp32"
 
 
 @pytest.mark.needs_tensorrt
 def test_int8_engine_builds_and_passes_int8_parity(quantized, tmp_path):
-    from toolchain.parity import dataset_inputs, load_tolerances, run_parity
+    from toolchain.inputs import dataset_inputs
+    from toolchain.parity import load_tolerances, run_parity
     from toolchain.plugin import find_library
-    from toolchain.runners import TorchRunner
+    from toolchain.runners.torch import TorchRunner
     from toolchain.trt import manifest as mf
     from toolchain.trt.builder import build_engine
     from toolchain.trt.runtime import TensorRTRunner
@@ -484,6 +496,6 @@ def test_cpu_benchmark_refuses_the_tensorrt_file_in_the_onnx_runtime_int8_row(qu
 
     refused = run_cli("benchmark", "--checkpoint", quantized["checkpoint"], "--onnx-int8", quantized["int8"],
                       "--backends", "onnxruntime-cpu-int8", "--batch-sizes", "4", *TINY_ARGS, "--out", tmp_path / "b")
-    assert_one_line_error(refused, "was quantized for tensorrt, not for the onnxruntime-cpu-int8 row",
+    assert_one_line_error(refused, "was quantized for tensorrt, not onnxruntime",
                           "--target onnxruntime")
     assert not (tmp_path / "b").exists()

@@ -11,7 +11,8 @@ import pytest
 
 from toolchain.errors import ToolchainError
 from toolchain.trt import RTX_UNVERSIONED_LIBRARY, compat, ensure_rtx_parser_library
-from toolchain.trt.builder import layer_counts, load_decision, summarize_plugin_trace
+from toolchain.trt.network import layer_counts
+from toolchain.trt.plan import load_decision, summarize_plugin_trace
 from toolchain.trt.compat import FULL, RTX, BuildOptions, Flavour
 from toolchain.trt.plugins import plugin_refusals, split_plugin_output
 

@@ -6,7 +6,9 @@ import torch
 
 from toolchain.errors import MissingDependencyError, ToolchainError
 from toolchain.export import export_model
-from toolchain.runners import OnnxRuntimeRunner, TorchRunner, make_runner
+from toolchain.backends import Context, Files, select
+from toolchain.runners.onnxruntime import OnnxRuntimeRunner
+from toolchain.runners.torch import TorchRunner
 
 META = {"variant": "tiny", "num_classes": 3, "in_channels": 2, "image_size": 6, "mean": [0.0, 0.0],
         "std": [1.0, 1.0]}
@@ -22,7 +24,9 @@ def test_torch_and_onnxruntime_runners_agree(tmp_path):
     model = _tiny()
     path = export_model(model, META, output=tmp_path / "tiny.onnx").path
     x = np.random.default_rng(0).standard_normal((4, 2, 6, 6)).astype(np.float32)
-    with TorchRunner(model) as ref, make_runner("onnxruntime", path=path) as cand:
+    (candidate,) = select(["onnxruntime"], Context(files=Files(onnx=path)))
+    assert candidate.name == "onnxruntime" and candidate.precision == "fp32"
+    with TorchRunner(model) as ref, candidate.make() as cand:
         assert ref.is_active and cand.is_active and cand.static_batch is None
         got, want = cand.infer({"input": x}), ref.infer({"input": x})
     assert not ref.is_active and not cand.is_active
@@ -49,29 +53,21 @@ def test_onnxruntime_runner_errors(tmp_path):
         OnnxRuntimeRunner(path, providers=["NoSuchExecutionProvider"]).activate()
 
 
-def test_make_runner_routes_and_rejects():
-    assert isinstance(make_runner("torch", model=_tiny()), TorchRunner)
-    with pytest.raises(ToolchainError, match="unknown backend"):
-        make_runner("tvm")
+def test_registry_rejects_unknown_names_and_runners_bad_dtypes():
+    with pytest.raises(ToolchainError, match="unknown backend 'tvm'"):
+        select(["tvm"], Context())
     with pytest.raises(ToolchainError, match="unknown dtype"):
         TorchRunner(_tiny(), dtype="int8")
 
 
-def test_tensorrt_backend_without_tensorrt_is_a_missing_dependency(tmp_path):
-    pytest.importorskip("toolchain.trt.runtime", reason="the TensorRT runtime module is not written yet")
-    try:
-        import tensorrt  # noqa: F401
-        pytest.skip("TensorRT is installed here")
-    except ImportError:
-        pass
-    with pytest.raises(ToolchainError):  # MissingDependencyError, or a missing engine file
-        with make_runner("tensorrt", engine_path=tmp_path / "missing.engine"):
-            pass
+def test_tensorrt_backend_without_an_engine_file_is_one_line(tmp_path):
+    with pytest.raises(ToolchainError, match="does not exist"):
+        select(["tensorrt"], Context(files=Files(engine=tmp_path / "missing.engine")))
 
 
 def test_cpu_runners_run_on_prepared_inputs_the_same_model(tmp_path):
     """The timing path (prepare/run) computes what infer computes, for eager and ONNX Runtime on the CPU."""
-    from toolchain.runners import DeviceIO
+    from toolchain.runners.base import DeviceIO
 
     model = _tiny()
     path = export_model(model, META, output=tmp_path / "tiny.onnx").path
@@ -104,7 +100,7 @@ def test_provider_check_names_a_silent_fallback():
 
 
 def test_tensorrt_profile_note():
-    from toolchain.runners.tensorrt import profile_note
+    from toolchain.trt.runtime import profile_note
 
     profile = {"min": [1, 3, 8, 8], "opt": [8, 3, 8, 8], "max": [64, 3, 8, 8]}
     assert profile_note(8, profile) is None and profile_note(8, None) is None

@@ -356,7 +356,7 @@ def test_a_full_disk_while_training_is_one_line_and_leaves_no_empty_folder(tmp_p
 
 def test_writers_errors_behind_library_exceptions_become_one_line(tmp_path):
     with pytest.raises(ToolchainError, match="cannot write .*No space left on device"):
-        with tio.atomic_output(tmp_path / "x.bin") as tmp:
+        with tio.atomic_output(tmp_path / "x.bin"):
             try:
                 raise OSError(errno.ENOSPC, "No space left on device")
             except OSError as exc:
@@ -372,9 +372,9 @@ def test_writers_errors_behind_library_exceptions_become_one_line(tmp_path):
 
 def _tiny_result():
     from tests.test_benchmark import TINY, FakeRunner, _candidate
-    from toolchain import benchmark as bm
+    from toolchain.bench import harness
 
-    return bm.run_benchmark([_candidate(FakeRunner("eager-fp32"))], [1], TINY, environment={"cuda_available": False})
+    return harness.run_benchmark([_candidate(FakeRunner("eager-fp32"))], [1], TINY, environment={"cuda_available": False})
 
 
 def test_benchmark_files_appear_whole_or_not_at_all(tmp_path, monkeypatch):

@@ -20,8 +20,11 @@ from toolchain import lrn_op
 from toolchain.errors import MissingDependencyError, ToolchainError
 from toolchain.lrn_op import LRNParams
 from toolchain.trt import compat, manifest as mf, tensorrt_available
-from toolchain.trt.builder import (BuildPlan, OnnxInfo, check_outputs, check_plugin_took_nodes, find_plugin_layers,
-                                   inspect_onnx, make_manifest, plan_build)
+from toolchain.trt.builder import check_outputs
+from toolchain.trt.manifest import make_manifest
+from toolchain.trt.network import check_plugin_took_nodes, find_plugin_layers
+from toolchain.trt.onnx_graph import OnnxInfo, inspect_onnx
+from toolchain.trt.plan import BuildPlan, plan_build
 from toolchain.trt.compat import BuildOptions
 
 HAVE_TRT = tensorrt_available()[0]
@@ -55,7 +58,7 @@ def make_lrn_onnx(path, *, dtype="fp16", params=LRNParams(5, 1e-4, 0.75, 1.0), c
 
 
 def _info(**overrides) -> OnnxInfo:
-    base = dict(path="m.onnx", sha256="0" * 64, metadata={"toolchain.image_size": "64", "toolchain.in_channels": "3"},
+    base = dict(path="m.onnx", sha256="0" * 64, metadata={"image_size": 64, "in_channels": 3},
                 dtype="fp16", dtype_source="metadata", lrn="plugin", input_names=["input"],
                 input_dims=["batch", 3, 64, 64], output_names=["logits"], fused_lrn_nodes=["lrn1", "lrn2"],
                 nodes_without_namespace=[], native_lrn_nodes=0, local_functions=["toolchain:FusedLRN"])
@@ -147,7 +150,7 @@ def test_profile_static_batch_and_symbolic_image():
     assert p.min == p.opt == p.max == (4, 3, 64, 64)
     with pytest.raises(ToolchainError, match="static batch of 4"):
         compat.resolve_profile([4, 3, 64, 64], {}, BuildOptions(max_batch=8))
-    meta = {"toolchain.image_size": "96", "toolchain.in_channels": "1"}
+    meta = {"image_size": 96, "in_channels": 1}
     p = compat.resolve_profile(["batch", "c", "h", "w"], meta, BuildOptions(max_batch=2))
     assert p.max == (2, 1, 96, 96)
     with pytest.raises(ToolchainError, match="axis 2 is dynamic"):
@@ -165,7 +168,7 @@ def test_inspect_onnx_reads_what_the_builder_needs(tmp_path):
     assert info.input_names == ["input"] and info.input_dims == ["batch", 16, 7, 7]
     assert info.fused_lrn_nodes == ["lrn1"] and info.nodes_without_namespace == []
     assert info.local_functions == ["toolchain:FusedLRN"]
-    assert info.model_section()["classes"] == ["a", "b"] and info.model_section()["image_size"] == 7
+    assert info.metadata["classes"] == ["a", "b"] and info.metadata["image_size"] == 7
     bare = inspect_onnx(make_lrn_onnx(tmp_path / "bare.onnx", dtype="fp32", namespace=False, metadata=False))
     assert bare.dtype is None and bare.dtype_source == "initializers"  # no initializers to guess from
     assert bare.nodes_without_namespace == ["lrn1"] and bare.lrn is None
@@ -234,7 +237,7 @@ def test_find_plugin_layers_in_inspector_json():
 def test_manifest_body_is_valid_and_hashes_the_plugin(tmp_path):
     plugin = tmp_path / "libtoolchain_lrn_plugin.so"
     plugin.write_bytes(b"placeholder")
-    info = _info(metadata={"toolchain.classes": '["x", "y"]', "toolchain.image_size": "64", "toolchain.mean": "[0.5]"})
+    info = _info(metadata={"classes": ["x", "y"], "image_size": 64, "mean": [0.5]})
     plan = BuildPlan(options=BuildOptions(max_batch=8), precision=compat.plan_precision("fp16", "10.16.0"),
                      profile=compat.Profile((1, 3, 64, 64), (8, 3, 64, 64), (8, 3, 64, 64)), input_name="input",
                      needs_plugin=True)

@@ -63,21 +63,15 @@ def test_graph_cache_is_an_lru_that_destroys_what_leaves():
 # ------------------------------------------------------------------ which engines get the plugin library
 
 
-def test_only_plugin_engines_get_the_plugin_library():
-    assert rt.plugin_library_for_engine("plugin", "/x/lib.so") == "/x/lib.so"
-    assert rt.plugin_library_for_engine("native", "/x/lib.so") is None
-    assert rt.plugin_library_for_engine("native", None) is None
-    with pytest.raises(ToolchainError, match="unknown LRN mode"):
-        rt.plugin_library_for_engine("other", None)
+def test_registry_passes_the_plugin_to_plugin_engines_only(tmp_path):
+    from tests.test_trt_manifest import fake_build_outputs
+    from toolchain.backends import Context, Files, select
 
-
-def test_benchmark_passes_the_plugin_to_plugin_engines_only(tmp_path):
-    from toolchain.benchmark import make_backends
-
+    plugin_engine, _ = fake_build_outputs(tmp_path / "p")
+    native_engine, _ = fake_build_outputs(tmp_path / "n", plugin=False)
     names = ["tensorrt-plugin", "tensorrt-plugin-graph", "tensorrt-native", "tensorrt-native-graph"]
-    candidates = make_backends(model_factory=None, input_shape=(3, 64, 64), engine=tmp_path / "p.engine",
-                               native_engine=tmp_path / "n.engine", plugin_library=tmp_path / "lib.so",
-                               names=names, device="cpu")
+    candidates = select(names, Context(input_shape=(3, 64, 64), files=Files(
+        engine=plugin_engine, native_engine=native_engine, plugin_library=tmp_path / "lib.so")))
     # Building a runner loads nothing (activate does): safe without TensorRT.
     libraries = {c.name: c.make().plugin_library for c in candidates}
     assert libraries == {"tensorrt-plugin": tmp_path / "lib.so", "tensorrt-plugin-graph": tmp_path / "lib.so",
@@ -247,7 +241,7 @@ def test_corrupt_timing_cache_gives_a_fresh_cache_and_a_warning(tmp_path):
 def test_parser_gets_the_model_without_the_local_function(tmp_path):
     import onnx
 
-    from toolchain.trt.builder import parser_model_bytes
+    from toolchain.trt.onnx_graph import parser_model_bytes
 
     path = make_lrn_onnx(tmp_path / "m.onnx", with_function=True)
     on_disk = onnx.load(str(path))
@@ -266,7 +260,7 @@ def test_parser_gets_the_model_without_the_local_function(tmp_path):
 
 def test_plugin_check_hint_points_at_the_nodes_and_the_library():
     from tests.test_trt_build import _info
-    from toolchain.trt.builder import check_plugin_took_nodes
+    from toolchain.trt.network import check_plugin_took_nodes
 
     with pytest.raises(ToolchainError) as info:
         check_plugin_took_nodes(_info(), [], 0, "plugin")

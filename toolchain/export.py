@@ -38,21 +38,18 @@ FP16 check of the same file is TensorRT's (``toolchain parity --backend tensorrt
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolchain import __version__, lrn_op
+from toolchain.artifacts import INPUT_NAME, OUTPUT_NAME, encode_metadata
 from toolchain.errors import ToolchainError
 from toolchain.lrn_op import LRNParams
 from toolchain.onnx_lrn import OPSET, add_lrn_function, native_lrn_problem
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 BATCH_DIM = "batch"
 LRN_MODES = ("plugin", "native")
 DTYPES = ("fp32", "fp16")
-META_PREFIX = "toolchain."
 
 
 @dataclass
@@ -334,62 +331,32 @@ def check_onnx(model) -> object:
 
 def build_metadata(meta: dict, *, checkpoint_sha256: str | None, dtype: str, lrn: str, static_batch: int | None,
                    lrn_count: int, fp16_io: bool = False) -> dict[str, str]:
-    """metadata_props (all strings; lists as JSON) from a checkpoint's metadata."""
+    """metadata_props (:func:`toolchain.artifacts.encode_metadata`) from a checkpoint's metadata."""
     classes = meta.get("classes") or [str(i) for i in range(int(meta["num_classes"]))]
     props = {
         "variant": str(meta["variant"]),
-        "classes": json.dumps(list(classes)),
-        "num_classes": str(int(meta["num_classes"])),
-        "image_size": str(int(meta["image_size"])),
-        "in_channels": str(int(meta["in_channels"])),
-        "mean": json.dumps([float(v) for v in meta["mean"]]),
-        "std": json.dumps([float(v) for v in meta["std"]]),
+        "classes": list(classes),
+        "num_classes": int(meta["num_classes"]),
+        "image_size": int(meta["image_size"]),
+        "in_channels": int(meta["in_channels"]),
+        "mean": [float(v) for v in meta["mean"]],
+        "std": [float(v) for v in meta["std"]],
         "checkpoint_sha256": checkpoint_sha256 or "",
         "weights": str(meta.get("weights") or ("checkpoint" if checkpoint_sha256 else "")),
         "version": __version__,
         "dtype": dtype,
-        "fp16_io": "true" if fp16_io else "false",
+        "fp16_io": bool(fp16_io),
         "lrn": lrn,
-        "lrn_count": str(lrn_count),
-        "batch": "dynamic" if static_batch is None else str(static_batch),
-        "opset": str(OPSET),
+        "lrn_count": int(lrn_count),
+        "batch": "dynamic" if static_batch is None else int(static_batch),
+        "opset": OPSET,
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
+        "dataset": str(meta["dataset"]) if meta.get("dataset") else None,
+        "seed": int(meta["seed"]) if meta.get("seed") is not None else None,
+        "split": meta["split"] if isinstance(meta.get("split"), dict) else None,
     }
-    if meta.get("dataset"):
-        props["dataset"] = str(meta["dataset"])
-    if meta.get("seed") is not None:
-        props["seed"] = str(int(meta["seed"]))
-    if isinstance(meta.get("split"), dict):
-        props["split"] = json.dumps(meta["split"])
-    return {META_PREFIX + key: value for key, value in props.items()}
-
-
-def read_metadata(model_or_path) -> dict:
-    """The toolchain metadata of an exported model (path or ModelProto), decoded.
-
-    Keys lose the ``toolchain.`` prefix; JSON lists and numbers are decoded.
-    """
-    is_path = isinstance(model_or_path, (str, Path))
-    model = load_onnx(model_or_path, load_weights=False) if is_path else model_or_path
-    source = f"ONNX file {model_or_path}" if is_path else "the ONNX model's"
-    out = {}
-    for prop in model.metadata_props:
-        if not prop.key.startswith(META_PREFIX):
-            continue
-        key, value = prop.key[len(META_PREFIX):], prop.value
-        try:
-            if key in ("classes", "mean", "std", "split"):
-                value = json.loads(value)
-            elif key in ("image_size", "in_channels", "num_classes", "lrn_count", "opset", "seed"):
-                value = int(value)
-            elif key == "fp16_io":
-                value = value == "true"
-        except ValueError:  # json.JSONDecodeError is a ValueError
-            raise ToolchainError(f"{source} metadata {prop.key} is not readable ({value[:40]!r})",
-                                 hint="the file's metadata is damaged; re-export it with 'toolchain export'") from None
-        out[key] = value
-    return out  # a model built from it goes through toolchain.models.build_model's checks
+    return encode_metadata(props)
 
 
 def load_onnx(path, *, load_weights: bool = True):

@@ -8,7 +8,12 @@ module's qualified name, which ``toolchain export`` records on every node
 node. Each pair is judged by its largest absolute error relative to the reference
 tensor's range (max - min), so a layer with large activations is not held to the
 same absolute number as one with small ones; the limit depends on the precision.
-TensorRT engines are not covered: marking layer outputs needs the builder.
+Each pair is judged by the same tolerances as plain parity at the file's precision
+(:func:`toolchain.parity.compare_outputs`: allclose with the range-relative term, per-sample
+cosine), so a file that passes parity does not show a divergent layer only because its
+layers are held to a stricter rule. The candidate is the registry's ONNX Runtime runner with
+every layer's tensor added to its outputs. TensorRT engines are not covered: marking layer
+outputs needs the builder.
 """
 
 from __future__ import annotations
@@ -16,10 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from toolchain.errors import ToolchainError
-
-#: Largest error relative to the reference tensor's range, per candidate precision.
-LAYER_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
-
 
 def onnx_layer_outputs(model) -> dict[str, str]:
     """{module qualified name: the tensor its last node produces}, in graph order."""
@@ -32,28 +33,6 @@ def onnx_layer_outputs(model) -> dict[str, str]:
             out.pop(module, None)  # keep the order of last appearance
             out[module] = node.output[0]
     return out
-
-
-def with_outputs(model, tensors: list[str]):
-    """A copy of ``model`` whose graph also outputs ``tensors`` (types from shape inference where known)."""
-    import onnx
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(copy)
-        known = {v.name: v for v in inferred.graph.value_info}
-    except Exception:  # inference is a convenience here: untyped outputs work too
-        known = {}
-    existing = {o.name for o in copy.graph.output}
-    for name in tensors:
-        if name in existing:
-            continue
-        if name in known:
-            copy.graph.output.append(known[name])
-        else:
-            copy.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    return copy
 
 
 def torch_layer_outputs(model, x) -> dict:
@@ -77,23 +56,25 @@ def torch_layer_outputs(model, x) -> dict:
     return outputs
 
 
-def compare_layer(reference, candidate, limit: float) -> dict:
-    """Largest error of one layer, absolute and relative to the reference's range; passed when within ``limit``."""
+def compare_layer(reference, candidate, tolerances) -> dict:
+    """One layer against the reference with plain parity's checks (per sample: the layer flattened)."""
     import numpy as np
+
+    from toolchain.parity import compare_outputs
 
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
     if ref.shape != cand.shape:
-        return {"passed": False, "detail": f"shape {list(cand.shape)} vs reference {list(ref.shape)}"}
-    if not np.isfinite(cand).all():
-        return {"passed": False, "detail": "non-finite values", "max_abs_error": None}
-    diff = np.abs(ref - cand)
+        return {"passed": False, "detail": f"shape {list(cand.shape)} vs reference {list(ref.shape)}",
+                "shape": list(ref.shape)}
+    flat = (len(ref), -1) if ref.ndim > 1 else (len(ref), 1)
+    result = compare_outputs(ref.reshape(flat), cand.reshape(flat), tolerances, count_top1=False)
     span = float(ref.max() - ref.min()) if ref.size else 0.0
-    max_abs = float(diff.max(initial=0.0))
-    ratio = max_abs / span if span > 0 else (0.0 if max_abs == 0 else float("inf"))
-    return {"passed": ratio <= limit, "max_abs_error": max_abs, "mean_abs_error": float(diff.mean()) if diff.size
-            else 0.0, "reference_range": span, "error_over_range": ratio, "limit": limit,
-            "shape": list(ref.shape)}
+    max_abs = result.metrics.get("max_abs_error")
+    return {"passed": result.passed, "max_abs_error": max_abs, "reference_range": span,
+            "error_over_range": (max_abs / span if span > 0 and max_abs is not None else None),
+            "cosine_min": result.metrics.get("cosine_min"), "shape": list(ref.shape),
+            "detail": "; ".join(f"{c.name} ({c.detail})" for c in result.failed)}
 
 
 @dataclass
@@ -104,6 +85,8 @@ class LayerwiseReport:
     samples: int
     layers: list[dict] = field(default_factory=list)
     unpaired: dict = field(default_factory=dict)
+    tolerances: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def first_divergent(self) -> str | None:
@@ -111,59 +94,52 @@ class LayerwiseReport:
 
     def to_dict(self) -> dict:
         return {"reference": self.reference, "candidate": self.candidate, "precision": self.precision,
-                "samples": self.samples, "first_divergent": self.first_divergent,
-                "passed": self.first_divergent is None, "layers": self.layers, "unpaired": self.unpaired}
+                "samples": self.samples, "first_divergent": self.first_divergent, "tolerances": self.tolerances,
+                "passed": self.first_divergent is None, "layers": self.layers, "unpaired": self.unpaired,
+                "notes": self.notes}
 
     def table(self):
         from rich.table import Table
 
         table = Table(title=f"layer-wise parity: {self.candidate} vs {self.reference} ({self.precision})")
         table.add_column("module", no_wrap=True)  # the name is the answer: never cut it
-        for column in ("shape", "max abs error", "range", "error / range", "limit", "result"):
+        for column in ("shape", "max abs error", "range", "error / range", "min cosine", "result"):
             table.add_column(column, justify="left" if column in ("shape", "result") else "right")
         for layer in self.layers:
             fmt = lambda key: "-" if layer.get(key) is None else f"{layer[key]:.3g}"  # noqa: E731
             table.add_row(layer["module"], "x".join(map(str, layer.get("shape", []))), fmt("max_abs_error"),
-                          fmt("reference_range"), fmt("error_over_range"), fmt("limit"),
+                          fmt("reference_range"), fmt("error_over_range"), fmt("cosine_min"),
                           "[green]pass[/]" if layer["passed"] else f"[bold red]FAIL[/] {layer.get('detail', '')}")
         return table
 
 
-def run_layerwise(model, onnx_path, inputs, *, precision: str = "fp32", limit: float | None = None,
+def run_layerwise(model, runner, inputs, *, precision: str, tolerances: dict,
                   reference_name: str = "eager PyTorch FP32") -> LayerwiseReport:
-    """Run ``model`` (eager, CPU, FP32) and the ONNX file on ``inputs`` with every layer exposed; compare."""
+    """Run ``model`` (eager, CPU, FP32) and ``runner`` (an inactive ONNX Runtime runner from the registry)
+    on ``inputs`` with every layer exposed; compare each pair with ``tolerances`` (plain parity's)."""
+    import dataclasses
+
     import numpy as np
-    import onnxruntime as ort
 
     from toolchain.export import load_onnx
 
-    limit = LAYER_TOLERANCE.get(precision, 1e-2) if limit is None else limit
-    proto = load_onnx(onnx_path)
-    layers = onnx_layer_outputs(proto)
+    layers = onnx_layer_outputs(load_onnx(runner.path, load_weights=False))
     if not layers:
-        raise ToolchainError(f"{onnx_path} records no PyTorch module per node",
+        raise ToolchainError(f"{runner.path} records no PyTorch module per node",
                              hint="re-export it with this toolchain (toolchain export)")
-    expanded = with_outputs(proto, list(layers.values()))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(expanded.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ToolchainError(f"ONNX Runtime cannot load {onnx_path} with its layers exposed: {first}") from None
-    feed_name = session.get_inputs()[0].name
-    dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
-    names = list(layers.values())
-    values = session.run(names, {feed_name: np.ascontiguousarray(inputs, dtype=dtype)})
-    candidate = dict(zip(layers, values))
+    runner.extra_outputs = list(layers.values())
+    with runner:
+        values = runner.infer({"input": np.ascontiguousarray(inputs, dtype=np.float32)})
+    candidate = {module: values[tensor] for module, tensor in layers.items() if tensor in values}
     reference = torch_layer_outputs(model.eval().cpu().float(), np.ascontiguousarray(inputs, dtype=np.float32))
-    report = LayerwiseReport(reference=reference_name, candidate=f"onnxruntime {onnx_path}", precision=precision,
-                             samples=int(len(inputs)))
+    tolerance = tolerances.get("logits") or next(iter(tolerances.values()))
+    report = LayerwiseReport(reference=reference_name, candidate=f"{runner.name} {runner.path}", precision=precision,
+                             samples=int(len(inputs)), tolerances=dataclasses.asdict(tolerance))
     for module, ref in reference.items():
         if module not in candidate:
             continue
         report.layers.append({"module": module, "tensor": layers[module],
-                              **compare_layer(ref, candidate[module], limit)})
+                              **compare_layer(ref, candidate[module], tolerance)})
     report.unpaired = {"reference_only": [m for m in reference if m not in candidate],
                        "candidate_only": [m for m in candidate if m not in reference]}
     return report

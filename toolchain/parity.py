@@ -105,21 +105,6 @@ def load_tolerances(precision: str, *, file=None, outputs=("logits",), **overrid
     return result
 
 
-def default_precision(backend: str, onnx_meta: dict | None = None, engine_manifest: dict | None = None) -> str:
-    """The tolerances a candidate gets unless told: what the file says it computes in.
-
-    A quantized ONNX records ``precision: int8``; an engine's manifest records its
-    build precision; otherwise the ONNX dtype (ONNX Runtime) or FP16 (TensorRT).
-    """
-    onnx_meta = onnx_meta or {}
-    if backend == "tensorrt":
-        built = ((engine_manifest or {}).get("build") or {}).get("precision")
-        return built if built in DEFAULT_TOLERANCES and built != "fp32" else "fp16"
-    if onnx_meta.get("precision") in DEFAULT_TOLERANCES:
-        return onnx_meta["precision"]
-    return onnx_meta.get("dtype", "fp32")
-
-
 @dataclass
 class Check:
     name: str
@@ -266,6 +251,7 @@ class ParityReport:
     tolerances: dict[str, Tolerances]
     comparisons: list[OutputComparison] = field(default_factory=list)
     inputs: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. tolerances that differ from the file's precision
 
     @property
     def passed(self) -> bool:
@@ -277,7 +263,7 @@ class ParityReport:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "reference": self.reference, "candidate": self.candidate,
-                "precision": self.precision, "inputs": self.inputs,
+                "precision": self.precision, "inputs": self.inputs, "notes": self.notes,
                 "tolerances": {name: dataclasses.asdict(tol) for name, tol in self.tolerances.items()},
                 "comparisons": [c.to_dict() for c in self.comparisons], "failures": self.failures()}
 
@@ -328,160 +314,62 @@ class ParityReport:
         return table
 
 
-def check_batch_sizes(batch_sizes, inputs: int, *, more: str = "more inputs") -> None:
-    """A batch size larger than the inputs would be reported "at" a size never run: refuse it."""
-    too_big = [b for b in batch_sizes if b > inputs]
-    if too_big:
-        raise ToolchainError(f"batch size {too_big[0]} is larger than the {inputs} input(s) compared",
-                             hint=f"pass --batch-sizes up to {inputs}, or {more}")
+def compare_runs(reference_outputs: dict, candidate_runs: dict[int, dict], *, tolerances: dict[str, Tolerances],
+                 precision: str, reference: str, candidate: str, inputs_info: dict, labels=None,
+                 count_top1: bool | None = None) -> ParityReport:
+    """The compare step: ``candidate_runs`` ({batch size: {output: array over all inputs}}) against
+    ``reference_outputs`` ({output: array}), every output at every batch size, every check."""
+    report = ParityReport(reference=reference, candidate=candidate, precision=precision, tolerances=dict(tolerances),
+                          inputs=inputs_info)
+    for batch_size, outputs in candidate_runs.items():
+        for name in sorted(reference_outputs):
+            if name not in outputs:
+                report.comparisons.append(OutputComparison(name, batch_size, inputs_info.get("samples", 0), {}, [
+                    Check("present", False, None, None, f"{candidate} has no output {name!r}")]))
+                continue
+            tol = tolerances.get(name) or next(iter(tolerances.values()))
+            report.comparisons.append(compare_outputs(reference_outputs[name], outputs[name], tol, name=name,
+                                                      batch_size=batch_size, labels=labels, count_top1=count_top1))
+    return report
 
 
-def iter_batches(inputs, batch_size: int, labels=None, *, static_batch: int | None = None):
-    """Yield (feed array, labels or None, valid rows) in order; pads the last batch to ``static_batch``."""
-    import numpy as np
-
-    n = len(inputs)
-    for start in range(0, n, batch_size):
-        chunk = inputs[start:start + batch_size]
-        valid = len(chunk)
-        if static_batch is not None and valid < static_batch:
-            pad = np.zeros((static_batch - valid, *chunk.shape[1:]), dtype=chunk.dtype)
-            chunk = np.concatenate([chunk, pad])
-        yield chunk, (None if labels is None else labels[start:start + batch_size]), valid
-
-
-def run_parity(reference, candidate, inputs, *, batch_sizes=(1, 32), labels=None,
-               tolerances: dict[str, Tolerances] | None = None, precision: str = "fp32",
-               input_name: str = "input", progress=None, reference_outputs: dict | None = None,
-               count_top1: bool | None = None) -> ParityReport:
-    """Run ``candidate`` on ``inputs`` at each batch size against ``reference`` (both active runners).
-
-    The reference runs once, in batches of the largest size; every batch size's candidate
-    outputs are compared with those. ``reference_outputs`` ({output: array for all
-    inputs}) stands in for running the reference (the benchmark computes them once for
-    every backend it times).
-    """
-    import numpy as np
-
-    tolerances = dict(tolerances or {"logits": DEFAULT_TOLERANCES[precision]})
-    report = ParityReport(reference=getattr(reference, "name", "reference"), candidate=candidate.name,
-                          precision=precision, tolerances=tolerances,
-                          inputs={"samples": int(len(inputs)), "shape": list(inputs.shape[1:]),
-                                  "batch_sizes": list(batch_sizes), "labels": labels is not None})
-    static = candidate.static_batch
-    max_batch = getattr(candidate, "max_batch", None)  # e.g. a TensorRT profile's largest batch
+def check_batches(candidate, batch_sizes) -> None:
+    """The batch sizes ``candidate`` (an active runner) can run: inside its profile, its static batch."""
+    if not batch_sizes:
+        raise ToolchainError("no batch sizes to compare at", hint="pass --batch-sizes, e.g. 1,32")
+    max_batch = candidate.max_batch  # e.g. a TensorRT profile's largest batch
     too_big = [b for b in batch_sizes if max_batch is not None and b > max_batch]
     if too_big:
         raise ToolchainError(f"{candidate.name} takes at most batch {max_batch}, not {too_big[0]}",
                              hint=f"pass --batch-sizes with sizes <= {max_batch} or rebuild with a larger profile")
-    if not batch_sizes:
-        raise ToolchainError("no batch sizes to compare at", hint="pass --batch-sizes, e.g. 1,32")
+    static = candidate.static_batch
     wrong = [b for b in batch_sizes if static is not None and b != static]
     if wrong:
         raise ToolchainError(f"{candidate.name} takes only batch {static}, not {wrong[0]}",
                              hint=f"pass --batch-sizes {static} or export with a dynamic batch")
-    # The reference runs once, at the largest batch size: it is what the candidate must match at
-    # every batch size (eager PyTorch is batch-independent up to FP32 rounding, far below any
-    # tolerance), and running it per batch size would double the cost of a CPU parity run.
-    if reference_outputs is not None:
-        ref_all = {name: np.asarray(value) for name, value in reference_outputs.items()}
-    else:
-        ref_parts: dict[str, list] = {}
-        for chunk, _, _ in iter_batches(inputs, max(batch_sizes)):
-            for name, value in reference.infer({input_name: chunk}).items():
-                ref_parts.setdefault(name, []).append(np.asarray(value))
-        ref_all = {name: np.concatenate(parts) for name, parts in ref_parts.items()}
-    for batch_size in batch_sizes:
-        cand_parts: dict[str, list] = {}
-        for chunk, _, valid in iter_batches(inputs, batch_size, static_batch=static):
-            for name, value in candidate.infer({input_name: chunk}).items():
-                cand_parts.setdefault(name, []).append(np.asarray(value)[:valid])
-            if progress:
-                progress(batch_size, valid)
-        for name in sorted(ref_all):
-            if name not in cand_parts:
-                report.comparisons.append(OutputComparison(name, batch_size, len(inputs), {}, [
-                    Check("present", False, None, None, f"{candidate.name} has no output {name!r}")]))
-                continue
-            tol = tolerances.get(name) or next(iter(tolerances.values()))
-            report.comparisons.append(compare_outputs(ref_all[name], np.concatenate(cand_parts[name]), tol,
-                                                      name=name, batch_size=batch_size, labels=labels,
-                                                      count_top1=count_top1))
-    return report
 
 
-# ---- loaders: the reference model and the inputs -------------------------------------------------
+def run_parity(reference, candidate, inputs, *, batch_sizes=(1, 32), labels=None,
+               tolerances: dict[str, Tolerances] | None = None, precision: str = "fp32",
+               reference_outputs: dict | None = None, count_top1: bool | None = None) -> ParityReport:
+    """Run (both active runners) then compare: the reference once, at the largest batch size, the
+    candidate at each batch size (:func:`toolchain.runners.base.collect_outputs`), then
+    :func:`compare_runs`. ``reference_outputs`` ({output: array over all inputs}) stands in for
+    running the reference (the benchmark computes them once for every backend it times).
 
-def load_reference(*, checkpoint=None, variant: str | None = None, onnx_meta: dict | None = None,
-                   image_size: int | None = None, num_classes: int | None = None, in_channels: int | None = None):
-    """The eager model to compare against, as a Checkpoint (``.model``, ``.meta``, ``.sha256``).
-
-    With ``onnx_meta`` (from :func:`toolchain.export.read_metadata`) the reference must
-    be what the file was exported from: the same checkpoint (sha256), or the same
-    variant rebuilt with the recorded weights, seed and shape.
+    The reference runs once because it is what the candidate must match at every batch size
+    (eager PyTorch is batch-independent up to FP32 rounding, far below any tolerance), and
+    running it per batch size would double the cost of a CPU parity run.
     """
-    from toolchain.checkpoint import load_checkpoint, model_from_source
+    from toolchain.runners.base import collect_outputs
 
-    onnx_meta = onnx_meta or {}
-    recorded_sha = onnx_meta.get("checkpoint_sha256") or None
-    if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)
-        if recorded_sha and ckpt.sha256 != recorded_sha:
-            raise ToolchainError(f"the ONNX file was exported from another checkpoint (sha256 {recorded_sha[:12]}..., "
-                                 f"{checkpoint} has {ckpt.sha256[:12]}...)", hint="pass the checkpoint it came from")
-        return ckpt
-    if recorded_sha:
-        raise ToolchainError("the ONNX file was exported from a checkpoint", hint="pass it with --checkpoint")
-    recorded_variant = onnx_meta.get("variant")
-    if variant and recorded_variant and variant != recorded_variant:
-        raise ToolchainError(f"the ONNX file holds variant {recorded_variant!r}, not {variant!r}")
-    variant = variant or recorded_variant
-    if not variant:
-        raise ToolchainError("no reference model", hint="pass --checkpoint PATH or --variant NAME")
-    weights = onnx_meta.get("weights") or None
-    if weights and weights.startswith("random"):
-        weights = None
-    return model_from_source(variant=variant, weights=weights,
-                             image_size=image_size or onnx_meta.get("image_size"),
-                             num_classes=num_classes or onnx_meta.get("num_classes"),
-                             in_channels=in_channels or onnx_meta.get("in_channels"),
-                             seed=int(onnx_meta.get("seed", 0)))
-
-
-def random_inputs(count: int, meta: dict, *, seed: int = 0):
-    """``count`` seeded standard-normal images shaped like the model's input (already normalized)."""
-    import numpy as np
-
-    if count < 1:
-        raise ToolchainError(f"--random must be >= 1, got {count}")
-    shape = (count, int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def dataset_inputs(spec: str, meta: dict, *, limit: int | None = None, data_dir=None):
-    """The validation split of ``spec`` prepared as the model expects: (images, labels)."""
-    import numpy as np
-
-    from toolchain.data import load_dataset
-
-    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
-    bundle = load_dataset(spec, image_size=int(meta["image_size"]), in_channels=int(meta["in_channels"]),
-                          data_dir=data_dir, seed=int(split.get("seed", 0)),
-                          val_fraction=float(split.get("val_fraction", 0.2)), mean=meta.get("mean"),
-                          std=meta.get("std"))
-    if int(meta.get("num_classes", len(bundle.classes))) != len(bundle.classes):
-        raise ToolchainError(f"dataset {spec} has {len(bundle.classes)} classes, the model {meta['num_classes']}",
-                             hint="compare on the dataset the model was trained for, or use --random N")
-    if limit is not None:
-        from toolchain.validate import check_number
-
-        check_number("--limit", limit, low=1, integer=True)
-    n = len(bundle.val) if limit is None else min(int(limit), len(bundle.val))
-    if n < 1:
-        raise ToolchainError(f"dataset {spec} has no validation images", hint="compare on --random N inputs")
-    images, labels = [], []
-    for i in range(n):
-        image, label = bundle.val[i]
-        images.append(np.asarray(image, dtype=np.float32))
-        labels.append(int(label))
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    tolerances = dict(tolerances or {"logits": DEFAULT_TOLERANCES[precision]})
+    check_batches(candidate, batch_sizes)
+    if reference_outputs is None:
+        reference_outputs = collect_outputs(reference, inputs, max(batch_sizes))
+    runs = {int(b): collect_outputs(candidate, inputs, b) for b in batch_sizes}
+    info = {"samples": int(len(inputs)), "shape": list(inputs.shape[1:]), "batch_sizes": list(batch_sizes),
+            "labels": labels is not None}
+    return compare_runs(reference_outputs, runs, tolerances=tolerances, precision=precision,
+                        reference=getattr(reference, "name", "reference"), candidate=candidate.name,
+                        inputs_info=info, labels=labels, count_top1=count_top1)

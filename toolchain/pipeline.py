@@ -350,7 +350,7 @@ class Pipeline:
 
     def _inputs(self):
         if "inputs" not in self.state:
-            from toolchain.parity import dataset_inputs
+            from toolchain.inputs import dataset_inputs
 
             ckpt = self._checkpoint()
             images, labels = dataset_inputs(ckpt.meta.get("dataset") or self.config.dataset, ckpt.meta,
@@ -362,7 +362,7 @@ class Pipeline:
                 max_batch: int | None = None, onnx_key: str | None = None) -> None:
         from toolchain.io import write_json_atomic
         from toolchain.parity import load_tolerances, run_parity
-        from toolchain.runners import TorchRunner
+        from toolchain.runners.torch import TorchRunner
 
         ckpt = self._checkpoint()
         onnx = self.paths[onnx_key] if onnx_key is not None else None
@@ -519,7 +519,8 @@ class Pipeline:
                           + (f"; {fallback}" if fallback else ""))
 
     def _benchmark(self, record: StepResult) -> None:
-        from toolchain.bench import TimingConfig, benchmark_from_sources
+        from toolchain.bench.sources import benchmark_from_sources
+        from toolchain.bench.timing import TimingConfig
 
         c = self.config
         config = TimingConfig(warmup_iters=c.bench_warmup, window_iters=c.bench_window,
@@ -547,7 +548,7 @@ class Pipeline:
         if not data["measurements"]:
             raise ToolchainError("no backend could be timed")
         if data["errors"]:
-            from toolchain.report import error_lines
+            from toolchain.bench.report import error_lines
 
             raise ToolchainError(f"{len(data['errors'])} backend error(s): " + "; ".join(error_lines(data)),
                                  hint="the other results are in benchmark/benchmark.md")
@@ -586,7 +587,7 @@ class Pipeline:
             self.step(name, title, cmd, lambda r, k=key, d=dtype, l=lrn: self._export(r, key=k, dtype=d, lrn=l),
                       needs=("train",), requires=self._native_reason if lrn == "native" else None)
 
-        from toolchain.runners import OnnxRuntimeRunner
+        from toolchain.runners.onnxruntime import OnnxRuntimeRunner
 
         sizes = ",".join(map(str, c.parity_batch_sizes))
         limit = f" --limit {c.parity_limit}" if c.parity_limit else ""
@@ -661,11 +662,11 @@ class Pipeline:
                    f" --batch-sizes {sizes}{limit} --precision {precision} --report {_q(p['parity'] / report)}{force}")
 
             def candidate(e=engine_key, build=build_step):
-                from toolchain.runners import make_runner
+                from toolchain.trt.runtime import TensorRTRunner
 
                 built_lrn = (self.result(build).details or {}).get("lrn")
                 plugin = self._plugin_library() if built_lrn == "plugin" else None
-                return make_runner("tensorrt", engine_path=p[e], **({"plugin_library": plugin} if plugin else {}))
+                return TensorRTRunner(p[e], **({"plugin_library": plugin} if plugin else {}))
 
             self.step(name, f"TensorRT {precision.upper()} vs eager PyTorch on the validation split", cmd,
                       lambda r, f=candidate, rep=report, pr=precision: self._parity(

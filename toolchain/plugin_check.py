@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -328,7 +327,10 @@ def parse_and_build(trt, onnx_path: Path, library: Path) -> list[Check]:
     build a batch-1 engine through it: the builder's own check (every FusedLRN node a plugin layer of
     ``library``, or the node that is not) and the build, one check each; nothing is written."""
     from toolchain.trt import compat, make_logger
-    from toolchain.trt.builder import build_parsed, inspect_onnx, parse_checked, plan_build
+    from toolchain.trt.builder import build_parsed
+    from toolchain.trt.network import parse_checked
+    from toolchain.trt.onnx_graph import inspect_onnx
+    from toolchain.trt.plan import plan_build
 
     flavour = compat.flavour_of(trt.__name__, trt.__version__)
     parsed = Check(f"{flavour.label}'s ONNX parser makes every {lrn_op.OP_TYPE} node a plugin layer of the library",

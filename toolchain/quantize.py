@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolchain import lrn_op
+from toolchain.artifacts import META_PREFIX, encode_metadata
 from toolchain.errors import MissingDependencyError, ToolchainError
 
 METHODS = ("minmax", "percentile", "entropy")
@@ -54,7 +55,6 @@ DEFAULT_SAMPLES = 256
 MIN_SAMPLES = 16
 CALIBRATION_BATCH = 32
 QUANTIZED_OPS = ("Conv", "Gemm")
-META_PREFIX = "toolchain."
 LIBRARY = "onnxruntime.quantization.quantize_static"
 
 
@@ -331,9 +331,9 @@ def quantize_options(target: str) -> dict:
 
 def check_source_onnx(model, *, checkpoint_sha256: str | None = None) -> dict:
     """An FP32 FusedLRN export of this checkpoint; refuse FP16, already-quantized or foreign files."""
-    from toolchain.export import read_metadata
+    from toolchain.artifacts import decode_metadata
 
-    meta = read_metadata(model)
+    meta = decode_metadata(model)
     if meta.get("dtype") == "fp16":
         raise ToolchainError("the ONNX file is FP16; INT8 calibration needs the FP32 export",
                              hint="export it without --dtype fp16, or leave --onnx out to export here")
@@ -456,20 +456,20 @@ def quantize_targets(source_onnx, inputs, outputs: dict, *, method: str = DEFAUL
     results = {}
     for target, model in models.items():
         props = {prop.key: prop.value for prop in model.metadata_props}
-        props.update({
-            META_PREFIX + "precision": "int8",
-            META_PREFIX + "quant_format": "QDQ",
-            META_PREFIX + "quant_target": target,
-            META_PREFIX + "quant_scheme": "int8 symmetric (zero point 0); weights per channel, activations per tensor",
-            META_PREFIX + "quant_method": method,
-            META_PREFIX + "quant_samples": str(len(inputs)),
-            META_PREFIX + "quant_calibration": calibration,
-            META_PREFIX + "quant_ranges_sha256": ranges_sha256,
-            META_PREFIX + "quant_library": LIBRARY,
-            META_PREFIX + "quant_library_version": f"onnxruntime {onnxruntime.__version__}",
-            META_PREFIX + "quant_source_onnx_sha256": source_sha256,
-            **{META_PREFIX + key: value for key, value in runtime_metadata(target).items()},
-        })
+        props.update(encode_metadata({
+            "precision": "int8",
+            "quant_format": "QDQ",
+            "quant_target": target,
+            "quant_scheme": "int8 symmetric (zero point 0); weights per channel, activations per tensor",
+            "quant_method": method,
+            "quant_samples": len(inputs),
+            "quant_calibration": calibration,
+            "quant_ranges_sha256": ranges_sha256,
+            "quant_library": LIBRARY,
+            "quant_library_version": f"onnxruntime {onnxruntime.__version__}",
+            "quant_source_onnx_sha256": source_sha256,
+            **runtime_metadata(target),
+        }))
         del model.metadata_props[:]
         onnx.helper.set_model_props(model, props)
         summary = check_qdq(model, expected_lrn=expected_lrn)
@@ -549,16 +549,6 @@ def quantize_checkpoint_targets(checkpoint, outputs: dict, *, onnx_path=None, ca
         fp32 = Path(tmp) / "model.fp32.onnx"
         export_model(ckpt.model, ckpt.meta, checkpoint_sha256=ckpt.sha256, output=fp32)
         return quantize_targets(fp32, inputs, outputs, method=method, calibration=description, force=force)
-
-
-def read_quant_metadata(model) -> dict:
-    """The quantization record of a Q/DQ file (``toolchain.quant_*`` keys, prefix dropped)."""
-    out = {}
-    for prop in model.metadata_props:
-        if prop.key.startswith(META_PREFIX + "quant_") or prop.key == META_PREFIX + "precision":
-            key = prop.key[len(META_PREFIX):]
-            out[key] = int(prop.value) if key == "quant_samples" else prop.value
-    return out
 
 
 def summary_dict(result: QuantizeResult) -> dict:

@@ -7,9 +7,7 @@ through :mod:`toolchain.io` (atomic, no overwrite without ``force``).
 
 from __future__ import annotations
 
-from toolchain.bench.report import (BENCHMARK_FILES, METRIC_SHORT, benchmark_markdown, benchmark_table,  # noqa: F401
-                                    environment_markdown, error_lines, fmt_ms, fmt_rate, plot_benchmark,
-                                    skipped_lines, write_benchmark_report, _md_escape)
+from toolchain.bench.report import BENCHMARK_FILES, benchmark_markdown, environment_markdown, md_escape
 
 # ---------------------------------------------------------------------- parity and pipeline
 
@@ -69,13 +67,13 @@ def engines_markdown(steps: list[dict]) -> list[str]:
             lrn = f"plugin ({len(layers.get('network_plugin_layers') or [])} layers)"
         loaded = m.get("loaded") or {"loaded": True}
         out.append(f"| `{m['engine']['file']}` | {m['engine']['bytes'] / 1e6:.1f} | {build.get('precision')} | {lrn} | "
-                   f"{flavour} {env.get('tensorrt')} | {_md_escape(targets)} | {layers.get('network_layers')}: "
-                   f"{_md_escape(by_type)} | {build.get('seconds', 0):.1f} | {'yes' if loaded.get('loaded') else 'no'} |")
+                   f"{flavour} {env.get('tensorrt')} | {md_escape(targets)} | {layers.get('network_layers')}: "
+                   f"{md_escape(by_type)} | {build.get('seconds', 0):.1f} | {'yes' if loaded.get('loaded') else 'no'} |")
         if step["details"].get("lrn_fallback"):
-            notes.append(f"- `{m['engine']['file']}`: {_md_escape(step['details']['lrn_fallback'])}")
+            notes.append(f"- `{m['engine']['file']}`: {md_escape(step['details']['lrn_fallback'])}")
         if not loaded.get("loaded") and loaded.get("reason"):
             unloaded.setdefault(loaded["reason"], []).append(f"`{m['engine']['file']}`")
-    notes += [f"- {', '.join(files)} not loaded here: {_md_escape(reason)}" for reason, files in unloaded.items()]
+    notes += [f"- {', '.join(files)} not loaded here: {md_escape(reason)}" for reason, files in unloaded.items()]
     return out + [""] + notes + ([""] if notes else [])
 
 
@@ -104,10 +102,10 @@ def pipeline_markdown(pipeline: dict, *, benchmark: dict | None = None, benchmar
         elif step["status"] == "failed":
             detail = f"error: {step.get('error')}"
         out.append(f"| {i} | {step['name']} | {STATUS_MARK.get(step['status'], step['status'])} | "
-                   f"{step.get('seconds', 0):.1f} | {_md_escape(detail)} |")
+                   f"{step.get('seconds', 0):.1f} | {md_escape(detail)} |")
     if causes:  # each reason once, with the steps it applies to
         out += ["", "Skip reasons:", ""]
-        out += [f"- **S{i}** ({', '.join(names)}): {_md_escape(cause)}" for i, (cause, names)
+        out += [f"- **S{i}** ({', '.join(names)}): {md_escape(cause)}" for i, (cause, names)
                 in enumerate(causes.items(), 1)]
     out += ["", "Each step's equivalent command (run from the repository root):", "", "```sh"]
     for step in steps:
@@ -124,7 +122,7 @@ def pipeline_markdown(pipeline: dict, *, benchmark: dict | None = None, benchmar
     if feeds:  # two INT8 files from one calibration: say which fed which step
         out += ["## INT8 files", "", "One calibration, one Q/DQ placement per runtime; each file feeds only the "
                 "steps of the runtime it was made for:", "", "| file | quantized for | feeds |", "|---|---|---|"]
-        out += [f"| `{_md_escape(f['file'])}` | {f['target']} | {_md_escape(', '.join(f['steps']))} |" for f in feeds]
+        out += [f"| `{md_escape(f['file'])}` | {f['target']} | {md_escape(', '.join(f['steps']))} |" for f in feeds]
         out.append("")
 
     train = next((s for s in steps if s["name"] == "train" and s["status"] == "ran"), None)
@@ -158,7 +156,7 @@ def pipeline_markdown(pipeline: dict, *, benchmark: dict | None = None, benchmar
         out += ["", parity_markdown(parity), ""]
         failures = [f for report in parity.values() for f in report.get("failures", [])]
         if failures:
-            out += ["Failed checks:", ""] + [f"- {_md_escape(f)}" for f in failures] + [""]
+            out += ["Failed checks:", ""] + [f"- {md_escape(f)}" for f in failures] + [""]
     else:
         out += ["No parity check ran.", ""]
 

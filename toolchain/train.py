@@ -95,7 +95,6 @@ def rank_device(device, local_rank: int, world_size: int, gpu_count: int):
 
 
 def topk_correct(logits, labels, ks=(1, 5)) -> list[int]:
-    import torch
 
     maxk = min(max(ks), logits.shape[1])
     predicted = logits.topk(maxk, dim=1).indices

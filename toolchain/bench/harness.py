@@ -16,10 +16,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from toolchain.bench.backends import Candidate, batches_for
+from toolchain.backends import Candidate
+
 from toolchain.bench.speedup import speedups
 from toolchain.bench.timing import METRICS, TimingConfig, measure, runner_metrics
 from toolchain.errors import ToolchainError
+
+
+def batches_for(requested: Sequence[int], static_batch: int | None) -> tuple[list[int], str | None]:
+    """The batch sizes a runner is timed at: a static-batch model only at its batch (and the note saying so)."""
+    requested = [int(b) for b in requested]
+    if static_batch is None or requested == [static_batch]:
+        return requested, None
+    return [static_batch], f"static batch {static_batch}: timed only at it (asked for {', '.join(map(str, requested))})"
 
 
 @dataclass
@@ -42,15 +51,9 @@ class ParityPlan:
 def make_parity_plan(reference, inputs, *, labels=None, source: str, batch_size: int, min_samples: int = 32,
                      tolerances_file=None) -> ParityPlan:
     """Run the (active) reference runner once over ``inputs``."""
-    import numpy as np
+    from toolchain.runners.base import collect_outputs
 
-    from toolchain.parity import iter_batches
-
-    parts: dict[str, list] = {}
-    for chunk, _, _ in iter_batches(inputs, max(1, int(batch_size))):
-        for name, value in reference.infer({"input": chunk}).items():
-            parts.setdefault(name, []).append(np.asarray(value))
-    outputs = {name: np.concatenate(values) for name, values in parts.items()}
+    outputs = collect_outputs(reference, inputs, max(1, int(batch_size)))
     return ParityPlan(inputs=inputs, labels=labels, source=source, reference_outputs=outputs,
                       reference=reference.describe(), min_samples=min_samples, tolerances_file=tolerances_file)
 
@@ -165,15 +168,22 @@ def run_benchmark(candidates: Sequence[Candidate], batch_sizes: Sequence[int], c
 def _run_candidate(candidate: Candidate, result: BenchmarkResult, config: TimingConfig, parity, log) -> None:
     """Activate, check and time one candidate into ``result``; always deactivates.
 
-    A ToolchainError while loading means it cannot run here (skipped, with the reason);
-    anything later is an error of that batch size, recorded while the sweep goes on.
+    A missing dependency found while loading (MissingDependencyError) means it cannot run here:
+    skipped, with the reason. Any other failure to load is an error (the command then fails),
+    and so is anything later, per batch size, recorded while the sweep goes on.
     """
+    from toolchain.errors import MissingDependencyError
+
     try:
         runner = candidate.make()
         runner.activate()
-    except Exception as exc:
+    except MissingDependencyError as exc:
         result.skipped.append({"backend": candidate.name, "batch_size": None, "reason": _error_text(exc)})
         log(f"skip {candidate.name}: {_error_text(exc)}")
+        return
+    except Exception as exc:
+        result.errors.append({"backend": candidate.name, "batch_size": None, "error": f"load: {_error_text(exc)}"})
+        log(f"error {candidate.name}: {_error_text(exc)}")
         return
     ran = False
     try:
@@ -189,7 +199,7 @@ def _run_candidate(candidate: Candidate, result: BenchmarkResult, config: Timing
             verdict = None
             if parity is not None:
                 log(f"parity {candidate.name} batch {batch}")
-                verdict = parity_verdict(parity, runner, batch, runner.precision)
+                verdict = parity_verdict(parity, runner, batch, candidate.precision)
                 if candidate.mismatch:
                     verdict["weights"] = candidate.mismatch
             status = "weights-mismatch" if candidate.mismatch else \
@@ -201,7 +211,7 @@ def _run_candidate(candidate: Candidate, result: BenchmarkResult, config: Timing
                 log(f"error {candidate.name} batch {batch}: {_error_text(exc)}")
                 continue
             extra = {}
-            from toolchain.runners.tensorrt import profile_note
+            from toolchain.trt.runtime import profile_note
 
             profile = profile_note(batch, getattr(runner, "profile", None))
             if profile:
@@ -217,7 +227,7 @@ def _run_candidate(candidate: Candidate, result: BenchmarkResult, config: Timing
                     break
                 ran = True
                 result.measurements.append({"backend": candidate.name, "device": runner.timing_device,
-                                            "precision": runner.precision, "batch_size": batch, "metric": metric,
+                                            "precision": candidate.precision, "batch_size": batch, "metric": metric,
                                             "status": status, "parity": verdict, **extra,
                                             "input_bytes": runner.io.nbytes, **measured.stats(batch)})
         if ran:

@@ -159,7 +159,7 @@ def error_lines(data: dict) -> list[str]:
 # ---------------------------------------------------------------------- benchmark: Markdown
 
 
-def _md_escape(text) -> str:
+def md_escape(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -180,7 +180,7 @@ def environment_markdown(env: dict) -> str:
                                   f"{nvml.get('max_sm_clock_mhz')} MHz, memory {nvml.get('mem_clock_mhz')} MHz, "
                                   f"{nvml.get('power_w')} W of {nvml.get('power_limit_w')} W"))
     lines = ["| | |", "|---|---|"]
-    lines += [f"| {key} | {_md_escape(value)} |" for key, value in rows if value not in (None, "")]
+    lines += [f"| {key} | {md_escape(value)} |" for key, value in rows if value not in (None, "")]
     return "\n".join(lines)
 
 
@@ -204,21 +204,21 @@ def benchmark_markdown(result, *, plots: dict[str, str] | None = None, heading: 
                f"(at least {cfg.get('min_windows')} windows; at most {cfg.get('max_windows')} windows or "
                f"{cfg.get('max_seconds')} s per measurement, else marked unstable). Statistics over "
                f"the last {cfg.get('stable_windows')} windows; latency is per batch; images/s from the wall time "
-               f"of each window's back-to-back calls. Settings: {_md_escape(cfg.get('settings'))}. "
+               f"of each window's back-to-back calls. Settings: {md_escape(cfg.get('settings'))}. "
                f"Total {data.get('seconds', 0):.1f} s.")
     parity = data.get("parity") or {}
     if parity:
         ref = parity.get("reference") or {}
         weights = parity.get("weights") or {}
         out += ["", f"Parity: every row is compared with {ref.get('name', 'the reference')} "
-                    f"({_md_escape(ref.get('settings'))}) on {parity.get('inputs')}, at its own batch size and "
+                    f"({md_escape(ref.get('settings'))}) on {parity.get('inputs')}, at its own batch size and "
                     f"with its precision's tolerances"
                 + ("; top-1 agreement counts (real data)." if parity.get("real_data") else
                    "; top-1 agreement is not counted (no labelled data).")
                 + (f" Weights checked for {', '.join(f'`{w}`' for w in weights.get('checked', []))}."
                    if weights.get("checked") else "")]
         for what, problem in (weights.get("mismatches") or {}).items():
-            out.append(f"**Weights mismatch, timed with --allow-mismatch:** {_md_escape(problem)}.")
+            out.append(f"**Weights mismatch, timed with --allow-mismatch:** {md_escape(problem)}.")
     out += ["", f"{heading}# Environment", "", environment_markdown(data["environment"]), ""]
     if data.get("backends"):
         out += [f"{heading}# Backends", ""]
@@ -258,7 +258,7 @@ def benchmark_markdown(result, *, plots: dict[str, str] | None = None, heading: 
         out += [f"{heading}# Reduced precision vs FP32", "",
                 "images/s of each reduced-precision row over the FP32 row of the same backend family (same "
                 "device, batch size and metric); below 1x it is slower than FP32.", ""]
-        out += [f"- {_md_escape(line)}" for line in speedup_sentences(list(gains.values()), failed=failed_rows)]
+        out += [f"- {md_escape(line)}" for line in speedup_sentences(list(gains.values()), failed=failed_rows)]
         out.append("")
     notes = sorted({(r["backend"], r["batch_size"], r["profile_note"]) for r in data["measurements"]
                     if r.get("profile_note")})
@@ -271,15 +271,15 @@ def benchmark_markdown(result, *, plots: dict[str, str] | None = None, heading: 
             row = next(r for r in data["measurements"] if (r["backend"], r["batch_size"]) == (backend, batch))
             detail = "; ".join((row.get("parity") or {}).get("failures") or []) or \
                 (row.get("parity") or {}).get("error") or (row.get("parity") or {}).get("weights") or ""
-            out.append(f"- {backend} at batch {batch}: {parity_cell(row)} {_md_escape(detail)}")
+            out.append(f"- {backend} at batch {batch}: {parity_cell(row)} {md_escape(detail)}")
         out.append("")
     skipped = skipped_lines(data)
     out += [f"{heading}# Skipped", ""]
-    out += [f"- {_md_escape(line)}" for line in skipped] if skipped else ["Nothing was skipped."]
+    out += [f"- {md_escape(line)}" for line in skipped] if skipped else ["Nothing was skipped."]
     out.append("")
     errors = error_lines(data)
     if errors:
-        out += [f"{heading}# Errors", ""] + [f"- {_md_escape(line)}" for line in errors] + [""]
+        out += [f"{heading}# Errors", ""] + [f"- {md_escape(line)}" for line in errors] + [""]
     if plots:
         out += [f"{heading}# Plots", ""]
         out += [f"![{name}]({path})" for name, path in plots.items()]

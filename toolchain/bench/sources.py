@@ -10,20 +10,22 @@ from toolchain.options import parse_batch_sizes
 
 
 def benchmark_model(*, checkpoint=None, variant: str | None = None, image_size: int | None = None,
-                    num_classes: int | None = None, onnx=None) -> tuple[Callable[[], object] | None, dict]:
+                    num_classes: int | None = None, in_channels: int | None = None,
+                    onnx=None) -> tuple[Callable[[], object] | None, dict]:
     """(model factory, model description) from a checkpoint, a variant, or an ONNX file's metadata."""
     import copy
 
-    from toolchain.parity import load_reference
+    from toolchain.inputs import load_reference
 
     onnx_meta = {}
     if onnx is not None:
-        from toolchain.export import read_metadata
+        from toolchain.artifacts import read_onnx
 
-        onnx_meta = read_metadata(onnx)
+        onnx_meta = read_onnx(onnx).metadata
     if checkpoint is None and variant is None and not onnx_meta.get("variant"):
         return None, {}
     ref = load_reference(checkpoint=checkpoint, variant=variant, image_size=image_size, num_classes=num_classes,
+                         in_channels=in_channels,
                          onnx_meta=onnx_meta if checkpoint is None and variant is None else {})
     meta = ref.meta
     base = ref.model.eval()
@@ -38,18 +40,17 @@ def benchmark_model(*, checkpoint=None, variant: str | None = None, image_size: 
 
 def parity_inputs(model_info: dict, count: int, *, dataset=None, data_dir=None, seed: int = 0):
     """(inputs, labels or None, source): the validation split of the model's dataset where known, else seeded."""
-    from toolchain.parity import dataset_inputs, random_inputs
+    from toolchain.inputs import choose_inputs
 
-    meta = {**(model_info.get("meta") or {}), **{k: model_info[k] for k in ("image_size", "in_channels",
-                                                                            "num_classes")}}
-    dataset = dataset or model_info.get("dataset")
-    if dataset:
-        inputs, labels = dataset_inputs(dataset, meta, limit=count, data_dir=data_dir)
-        return inputs, labels, f"{dataset} validation split ({len(inputs)} images)"
-    return random_inputs(count, meta, seed=seed), None, f"seeded random inputs (seed {seed}, {count} images)"
+    meta = {**(model_info.get("meta") or {}), "dataset": model_info.get("dataset"),
+            **{k: model_info[k] for k in ("image_size", "in_channels", "num_classes")}}
+    inputs, labels, source = choose_inputs(meta, dataset=dataset, limit=count, data_dir=data_dir, seed=seed,
+                                           minimum=count)
+    return inputs, labels, f"{source} ({len(inputs)} images)"
 
 
-def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, num_classes=None, onnx=None, engine=None,
+def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, num_classes=None, in_channels=None,
+                           onnx=None, engine=None,
                            native_engine=None, onnx_int8=None, int8_engine=None, plugin_library=None, batch_sizes="1,8,64,256", backend_names="all",
                            device="auto", include_compile=False, compile_mode="default", config=None, threads=None,
                            out_dir="runs/benchmark", force=False, console=None, allow_mismatch: bool = False,
@@ -59,10 +60,9 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
 
     from rich.console import Console
 
-    from toolchain.bench.backends import (check_int8_targets, check_weights, engine_identity, make_backends,
-                                          parse_backend_names, weights_identity)
-    from toolchain.errors import ToolchainError
+    from toolchain.backends import Context, Files, parse_backend_names, select
     from toolchain.bench.harness import make_parity_plan, run_benchmark
+    from toolchain.bench.provenance import check_weights, weights_identity
     from toolchain.bench.report import BENCHMARK_FILES, write_benchmark_report
     from toolchain.bench.timing import TimingConfig
     from toolchain.data import dataset_inputs_paths
@@ -85,65 +85,47 @@ def benchmark_from_sources(*, checkpoint=None, variant=None, image_size=None, nu
 
         torch.set_num_threads(threads)
     factory, model_info = benchmark_model(checkpoint=checkpoint, variant=variant, image_size=image_size,
-                                          num_classes=num_classes, onnx=onnx)
-    sources = {}
-    for flag, path in (("--onnx", onnx), ("--onnx-int8", onnx_int8)):
-        if path is not None:
-            from toolchain.export import read_metadata
-
-            sources[f"{flag} {path}"] = weights_identity(read_metadata(path))
-    for flag, path in (("--engine", engine), ("--native-engine", native_engine), ("--int8-engine", int8_engine)):
-        if path is not None:
-            sources[f"{flag} {path}"] = engine_identity(path)
-    content = {}
-    if factory is not None:  # by content too: a file edited with its metadata kept has the same identity
+                                          num_classes=num_classes, in_channels=in_channels, onnx=onnx)
+    input_shape = (model_info["in_channels"], model_info["image_size"], model_info["image_size"]) \
+        if model_info else None
+    files = Files(onnx=onnx, onnx_int8=onnx_int8, engine=engine, native_engine=native_engine, int8_engine=int8_engine,
+                  plugin_library=plugin_library)
+    ctx = Context(model_factory=factory, input_shape=input_shape, files=files, device=device,
+                  include_compile=include_compile, compile_mode=compile_mode, ort_threads=threads)
+    # The registry reads each file once and refuses one no row of that name may run (an FP32 file
+    # as the INT8 row, an INT8 file quantized for the other runtime, ...).
+    candidates = select(names, ctx)
+    # The weights: the identity each file records, and by content for ONNX files (a file edited with
+    # its metadata kept has the same identity).
+    sources, content = {}, {}
+    for candidate in candidates:
+        if candidate.artifact is not None:
+            sources[f"{candidate.backend.flag} {candidate.artifact.path}"] = weights_identity(candidate.artifact.metadata)
+    if factory is not None:
+        from toolchain.artifacts import OnnxArtifact
         from toolchain.weights import verify_onnx_weights
 
         reference_model = factory()
         reference = f"checkpoint {checkpoint}" if checkpoint else "the reference model"
-        for flag, path in (("--onnx", onnx), ("--onnx-int8", onnx_int8)):
-            if path is not None:
+        for candidate in candidates:
+            what = f"{candidate.backend.flag} {getattr(candidate.artifact, 'path', '')}"
+            if isinstance(candidate.artifact, OnnxArtifact) and what not in content:
                 try:
-                    verify_onnx_weights(reference_model, path, onnx_label=f"{flag} {path}", reference_label=reference)
+                    verify_onnx_weights(reference_model, candidate.artifact.path, onnx_label=what,
+                                        reference_label=reference)
+                    content[what] = None
                 except ToolchainError as exc:
-                    content[f"{flag} {path}"] = exc.message
+                    content[what] = exc.message
         del reference_model
     mismatches = check_weights(weights_identity(model_info) if model_info else None, sources,
-                               allow_mismatch=allow_mismatch, found=content)
-    targets = {}
-    if onnx_int8 is not None:
-        from toolchain.export import read_metadata
-
-        targets["onnxruntime-cpu-int8"] = (onnx_int8, read_metadata(onnx_int8).get("quant_target"))
-    if int8_engine is not None:
-        from toolchain.trt import manifest as manifest_mod
-
-        try:
-            recorded = (manifest_mod.read_manifest(int8_engine).get("model") or {}).get("quant_target")
-        except ToolchainError:  # no readable manifest: the runner says so when it loads
-            recorded = None
-        targets["tensorrt-int8"] = (int8_engine, recorded)
-    check_int8_targets(targets, names)
-    input_shape = (model_info["in_channels"], model_info["image_size"], model_info["image_size"]) \
-        if model_info else None
-    candidates = make_backends(model_factory=factory, input_shape=input_shape, onnx=onnx, engine=engine,
-                               native_engine=native_engine, onnx_int8=onnx_int8, int8_engine=int8_engine,
-                               plugin_library=plugin_library, names=names,
-                               device=device, include_compile=include_compile, compile_mode=compile_mode,
-                               ort_threads=threads)
+                               allow_mismatch=allow_mismatch, found={k: v for k, v in content.items() if v})
     for candidate in candidates:
-        path = onnx_int8 if candidate.name == "onnxruntime-cpu-int8" else \
-            int8_engine if candidate.name == "tensorrt-int8" else \
-            onnx if candidate.name.startswith("onnxruntime") else \
-            engine if candidate.name.startswith("tensorrt-plugin") else \
-            native_engine if candidate.name.startswith("tensorrt-native") else None
-        for what, problem in mismatches.items():
-            if path is not None and what.endswith(f" {path}"):
-                candidate.mismatch = problem
+        if candidate.artifact is not None:
+            candidate.mismatch = mismatches.get(f"{candidate.backend.flag} {candidate.artifact.path}")
     log = lambda message: console.print(f"[dim]{message}[/]", highlight=False)  # noqa: E731
     plan = None
     if factory is not None:
-        from toolchain.runners import TorchRunner
+        from toolchain.runners.torch import TorchRunner
 
         inputs, labels, source = parity_inputs(model_info, max(max(sizes), parity_samples), dataset=dataset,
                                                data_dir=data_dir, seed=seed)

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import click
 
-from toolchain.validate import IMAGE_SIZE, NUM_CLASSES
+from toolchain.backends import BACKEND_NAMES
+from toolchain.options import artifact_file_options, model_source_options
 
 
 @click.command("benchmark")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Model for the eager backends (.safetensors).")
-@click.option("--variant", help="Or a variant with seeded random weights (paper, torchvision, torchvision-lrn, d2l).")
-@click.option("--image-size", type=IMAGE_SIZE, help="With --variant: input height/width (default: the variant's).")
-@click.option("--num-classes", type=NUM_CLASSES, help="With --variant: number of classes.")
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False),
-              help="FP32 ONNX file for the ONNX Runtime backends (its metadata can stand in for --variant).")
-@click.option("--engine", type=click.Path(dir_okay=False), help="TensorRT engine with the FusedLRN plugin.")
-@click.option("--native-engine", type=click.Path(dir_okay=False), help="TensorRT engine with native LRN.")
-@click.option("--onnx-int8", type=click.Path(dir_okay=False),
-              help="INT8 Q/DQ ONNX from `toolchain quantize --target onnxruntime` for the onnxruntime-cpu-int8 row "
-                   "(INT8 tolerances; a file made for TensorRT is refused).")
-@click.option("--int8-engine", type=click.Path(dir_okay=False),
-              help="TensorRT engine built from the `--target tensorrt` Q/DQ ONNX.")
-@click.option("--plugin-library", type=click.Path(dir_okay=False), help="The TensorRT plugin library to load.")
+@model_source_options
+@artifact_file_options
 @click.option("--batch-sizes", default="1,8,64,256", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--backends", "backend_names", default="all", show_default=True,
-              help="Comma-separated subset of: eager-fp32, eager-fp16, eager-fp16-fused-lrn, compile, "
-                   "eager-fp16-cuda-graph, onnxruntime-cpu, onnxruntime-cuda, onnxruntime-cpu-int8, tensorrt-plugin, "
-                   "tensorrt-plugin-graph, tensorrt-native, tensorrt-native-graph, tensorrt-int8.")
+              help="Comma-separated subset of: " + ", ".join(BACKEND_NAMES) + ".")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where eager FP32 runs (auto: the GPU when there is one).")
 @click.option("--include-compile", is_flag=True, help="Also time torch.compile on the CPU (slow to compile).")
@@ -61,8 +48,8 @@ from toolchain.validate import IMAGE_SIZE, NUM_CLASSES
               help="Folder for benchmark.json, benchmark.md, latency.png and throughput.png.")
 @click.option("--force", is_flag=True, help="Overwrite existing result files in --out.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def benchmark(checkpoint, variant, image_size, num_classes, onnx_path, engine, native_engine, onnx_int8, int8_engine,
-              plugin_library,
+def benchmark(checkpoint, variant, image_size, num_classes, in_channels, onnx_path, engine, native_engine, onnx_int8,
+              int8_engine, plugin_library,
               batch_sizes, backend_names, device, include_compile, compile_mode, warmup_iters, warmup_seconds,
               window_iters, min_windows, stable_windows, min_window_iters, tolerance, max_windows, max_seconds, threads,
               dataset, data_dir, parity_samples, tolerances_file, allow_mismatch, out_dir, force, quiet):
@@ -76,13 +63,14 @@ def benchmark(checkpoint, variant, image_size, num_classes, onnx_path, engine, n
     """
     from rich.console import Console
 
-    from toolchain.bench import TimingConfig, benchmark_from_sources
+    from toolchain.bench.sources import benchmark_from_sources
+    from toolchain.bench.timing import TimingConfig
     from toolchain.bench.report import benchmark_table, error_lines, parity_cell, skipped_lines
     from toolchain.errors import ToolchainError
+    from toolchain.options import check_model_source
     from toolchain.parity import ParityError
 
-    if checkpoint and (variant or image_size or num_classes):
-        raise ToolchainError("--checkpoint describes the model fully", hint="drop --variant/--image-size/--num-classes")
+    check_model_source(checkpoint, variant, image_size, num_classes, in_channels)
     if not any((checkpoint, variant, onnx_path, engine, native_engine)):
         raise ToolchainError("nothing to benchmark",
                              hint="pass --checkpoint PATH or --variant NAME (and --onnx/--engine/--native-engine)")
@@ -92,7 +80,8 @@ def benchmark(checkpoint, variant, image_size, num_classes, onnx_path, engine, n
                           tolerance=tolerance, max_windows=max_windows, max_seconds=max_seconds).validate()
     console = Console(stderr=True, quiet=quiet)
     result, paths = benchmark_from_sources(
-        checkpoint=checkpoint, variant=variant, image_size=image_size, num_classes=num_classes, onnx=onnx_path,
+        checkpoint=checkpoint, variant=variant, image_size=image_size, num_classes=num_classes,
+        in_channels=in_channels, onnx=onnx_path,
         engine=engine, native_engine=native_engine, onnx_int8=onnx_int8, int8_engine=int8_engine,
         plugin_library=plugin_library, batch_sizes=batch_sizes,
         backend_names=backend_names, device=device, include_compile=include_compile, compile_mode=compile_mode,

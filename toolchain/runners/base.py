@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from toolchain.errors import MissingDependencyError, ToolchainError
+from toolchain.artifacts import INPUT_NAME
+from toolchain.errors import ToolchainError
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 class DeviceIO:
@@ -159,22 +157,38 @@ class Runner:
                 "description": self.description, "settings": self.settings()}
 
 
-def make_runner(backend: str, **kwargs) -> Runner:
-    """``torch`` (model=...), ``onnxruntime`` (path=...), ``tensorrt`` (engine_path=...)."""
-    if backend in ("torch", "pytorch"):
-        from toolchain.runners.torch import TorchRunner
+# ---------------------------------------------------------------------- the run step of parity
 
-        return TorchRunner(kwargs.pop("model"), **kwargs)
-    if backend == "onnxruntime":
-        from toolchain.runners.onnxruntime import OnnxRuntimeRunner
 
-        return OnnxRuntimeRunner(kwargs.pop("path"), **kwargs)
-    if backend == "tensorrt":
-        try:
-            from toolchain.trt.runtime import TensorRTRunner
-        except ImportError as exc:
-            raise MissingDependencyError(f"the TensorRT runner is unavailable ({exc})",
-                                         hint="install TensorRT (pip install 'alexnet-trt-toolchain[tensorrt]')") \
-                from None
-        return TensorRTRunner(kwargs.pop("engine_path"), **kwargs)
-    raise ToolchainError(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")
+def check_batch_sizes(batch_sizes, inputs: int, *, more: str = "more inputs") -> None:
+    """A batch size larger than the inputs would be reported "at" a size never run: refuse it."""
+    too_big = [b for b in batch_sizes if b > inputs]
+    if too_big:
+        raise ToolchainError(f"batch size {too_big[0]} is larger than the {inputs} input(s) compared",
+                             hint=f"pass --batch-sizes up to {inputs}, or {more}")
+
+
+def iter_batches(inputs, batch_size: int, labels=None, *, static_batch: int | None = None):
+    """Yield (feed array, labels or None, valid rows) in order; pads the last batch to ``static_batch``."""
+    import numpy as np
+
+    n = len(inputs)
+    for start in range(0, n, batch_size):
+        chunk = inputs[start:start + batch_size]
+        valid = len(chunk)
+        if static_batch is not None and valid < static_batch:
+            pad = np.zeros((static_batch - valid, *chunk.shape[1:]), dtype=chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        yield chunk, (None if labels is None else labels[start:start + batch_size]), valid
+
+
+def collect_outputs(runner, inputs, batch_size: int, *, input_name: str = INPUT_NAME) -> dict:
+    """Run the (active) ``runner`` over ``inputs`` in batches of ``batch_size`` (padded to a static batch
+    where it has one); {output name: array over all inputs}. What parity compares."""
+    import numpy as np
+
+    parts: dict[str, list] = {}
+    for chunk, _, valid in iter_batches(inputs, int(batch_size), static_batch=runner.static_batch):
+        for name, value in runner.infer({input_name: chunk}).items():
+            parts.setdefault(name, []).append(np.asarray(value)[:valid])
+    return {name: np.concatenate(values) for name, values in parts.items()}

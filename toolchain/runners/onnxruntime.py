@@ -58,6 +58,7 @@ class OnnxRuntimeRunner(Runner):
         self.description = f"ONNX Runtime {self.provider.upper()} execution provider"
         self.session = None
         self.disabled_optimizers: list[str] = []
+        self.extra_outputs: list[str] = []  # graph tensors to add as outputs (the layer-wise check)
 
     def _activate(self) -> None:
         import onnxruntime as ort
@@ -65,12 +66,14 @@ class OnnxRuntimeRunner(Runner):
         from toolchain.export import load_onnx
 
         model = load_onnx(self.path)  # a clear error for a missing or corrupt file
-        from toolchain.export import read_metadata
-        from toolchain.parity import default_precision
+        if self.extra_outputs:
+            model = with_outputs(model, self.extra_outputs)
+        from toolchain.artifacts import read_onnx
 
         # What the file computes in (an FP16 export, an INT8 Q/DQ file): its parity tolerances.
-        metadata = read_metadata(model)
-        self.precision = default_precision("onnxruntime", metadata)
+        artifact = read_onnx(self.path, model=model)
+        metadata = artifact.metadata
+        self.precision = artifact.precision
         self.disabled_optimizers = disabled_optimizers(metadata, self.provider)
         self.description = f"ONNX Runtime {self.provider.upper()} execution provider" + (
             f", without the graph optimizers the file names ({', '.join(self.disabled_optimizers)})"
@@ -177,3 +180,25 @@ class OnnxRuntimeRunner(Runner):
         if self.disabled_optimizers:
             out["disabled_optimizers"] = list(self.disabled_optimizers)
         return out
+
+
+def with_outputs(model, tensors: list[str]):
+    """A copy of ``model`` whose graph also outputs ``tensors`` (types from shape inference where known)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(copy)
+        known = {v.name: v for v in inferred.graph.value_info}
+    except Exception:  # inference is a convenience here: untyped outputs work too
+        known = {}
+    existing = {o.name for o in copy.graph.output}
+    for name in tensors:
+        if name in existing:
+            continue
+        if name in known:
+            copy.graph.output.append(known[name])
+        else:
+            copy.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return copy

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Callable
 
 from toolchain.errors import MissingDependencyError, ToolchainError
-from toolchain.runners.base import INPUT_NAME, OUTPUT_NAME, Runner
+from toolchain.artifacts import INPUT_NAME, OUTPUT_NAME
+from toolchain.runners.base import Runner
 
 
 class TorchRunner(Runner):

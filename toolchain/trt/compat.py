@@ -17,9 +17,6 @@ SUPPORTED_MAJORS = (10, 11)
 #: How LRN reaches the engine: the FusedLRN nodes through our plugin; the standard ONNX ``LRN`` of a
 #: native export; or the FusedLRN nodes' model-local function imported as standard layers (no plugin).
 LRN_MODES = ("plugin", "native", "function")
-#: Name of the engine's image input and of its output (the ONNX I/O contract).
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 #: Batch range used when neither the options nor a static ONNX say otherwise.
 DEFAULT_MIN_BATCH = 1
 DEFAULT_MAX_BATCH = 256
@@ -330,8 +327,7 @@ def resolve_profile(input_dims: list, metadata: dict, options: BuildOptions) -> 
     if len(input_dims) != 4:
         raise ToolchainError(f"the ONNX input has rank {len(input_dims)}, expected 4 (NCHW)")
     batch, rest = input_dims[0], []
-    fallbacks = {1: metadata.get("toolchain.in_channels"), 2: metadata.get("toolchain.image_size"),
-                 3: metadata.get("toolchain.image_size")}
+    fallbacks = {1: metadata.get("in_channels"), 2: metadata.get("image_size"), 3: metadata.get("image_size")}
     for axis, dim in enumerate(input_dims[1:], start=1):
         if isinstance(dim, int) and dim > 0:
             rest.append(dim)

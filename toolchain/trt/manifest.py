@@ -12,8 +12,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
 from pathlib import Path
 
+import toolchain
+from toolchain import lrn_op
 from toolchain.errors import ToolchainError
 from toolchain.io import sha256_file, write_json_atomic
 
@@ -47,20 +50,6 @@ def layers_path(engine_path: str | os.PathLike) -> Path:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def file_record(path: str | os.PathLike | None, *, relative_to: Path | None = None) -> dict | None:
-    """{"file", "sha256", "bytes"} of a file; "file" relative to the engine's folder when inside it."""
-    if path is None:
-        return None
-    path = Path(path)
-    name = str(path)
-    if relative_to is not None:
-        try:
-            name = str(path.resolve().relative_to(relative_to.resolve()))
-        except ValueError:
-            name = str(path.resolve())
-    return {"file": name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def validate_manifest(manifest: dict, source: str = "manifest") -> dict:
@@ -138,16 +127,58 @@ def verify_artifacts(manifest: dict, engine_path: str | os.PathLike | None = Non
                              hint="the file changed since the build: rebuild the engine, or use the files it was built with")
 
 
-def input_specs(manifest: dict) -> list[dict]:
-    return list(manifest["io"]["inputs"])
-
-
-def output_specs(manifest: dict) -> list[dict]:
-    return list(manifest["io"]["outputs"])
-
-
 def numpy_dtype_name(trt_dtype_name: str) -> str:
     try:
         return TRT_DTYPE_TO_NUMPY[trt_dtype_name]
     except KeyError:
         raise ToolchainError(f"TensorRT data type {trt_dtype_name} is not supported by this toolchain") from None
+
+
+#: ONNX metadata keys copied into the manifest's "model" section.
+MODEL_METADATA_KEYS = ("variant", "classes", "num_classes", "image_size", "in_channels", "mean", "std",
+                       "checkpoint_sha256", "version", "dtype", "fp16_io", "lrn", "dataset", "precision",
+                       "quant_method", "quant_samples", "quant_target", "quant_library_version")
+
+
+def make_manifest(*, engine_path: Path, engine_sha256: str, engine_bytes: int, info, plan,
+                  plugin_path: Path | None, plugin_sha256: str | None, tensorrt_version: str, tensorrt_package: str,
+                  device: dict, io: dict, layers: dict, parser: dict, build_seconds: float,
+                  loaded: dict | None = None, plugin_calls: dict | None = None,
+                  warnings: list[str] | None = None, weights_bytes: int | None = None) -> dict:
+    """The manifest body of a build (``info``: the OnnxInfo, ``plan``: the BuildPlan); pure, tested without
+    TensorRT. :func:`write_manifest` stamps the format and validates it."""
+    plugin = None
+    if plugin_path is not None:
+        plugin = {"file": str(Path(plugin_path).resolve()), "name": Path(plugin_path).name, "sha256": plugin_sha256,
+                  "bytes": Path(plugin_path).stat().st_size, "creator": {
+                      "name": lrn_op.OP_TYPE, "version": lrn_op.PLUGIN_VERSION, "namespace": lrn_op.PLUGIN_NAMESPACE},
+                  "registration": "dynamic" if plan.dynamic_plugin else "static",
+                  # An engine that carries the (dynamic) library needs none loaded at run time.
+                  "serialized_in_engine": plan.options.serializes_plugin,
+                  "build_calls": plugin_calls}
+    return {
+        "created": utc_now(),
+        "toolchain_version": toolchain.__version__,
+        "engine": {"file": Path(engine_path).name, "sha256": engine_sha256, "bytes": engine_bytes},
+        "onnx": {"file": str(Path(info.path).resolve()), "sha256": info.sha256, "fused_lrn_nodes": len(info.fused_lrn_nodes),
+                 "native_lrn_nodes": info.native_lrn_nodes, "local_functions": info.local_functions},
+        "plugin": plugin,
+        "model": {key: info.metadata[key] for key in MODEL_METADATA_KEYS if key in info.metadata},
+        "environment": {
+            "flavour": plan.flavour.name, "tensorrt": tensorrt_version, "tensorrt_package": tensorrt_package,
+            "cuda_runtime": device.get("cuda_runtime"), "cuda_driver": device.get("cuda_driver"),
+            "nvidia_driver": device.get("nvidia_driver"), "python": sys.version.split()[0],
+            "gpu": {"name": device.get("name"), "compute_capability": device.get("compute_capability"),
+                    "total_memory_bytes": device.get("total_memory_bytes")},
+        },
+        "build": {**plan.options.to_dict(), "precision": plan.precision.precision,
+                  "strongly_typed": plan.precision.strongly_typed, "fp16_builder_flag": plan.precision.fp16_flag,
+                  "int8_builder_flag": plan.precision.int8_flag, "qdq_nodes": info.qdq_nodes,
+                  "typing": plan.precision.reason, "profile": {plan.input_name: plan.profile.to_dict()},
+                  "targets": plan.targets or ("portable" if plan.flavour.rtx else "this GPU"),
+                  "parser": parser, "seconds": round(build_seconds, 2), "notes": plan.notes,
+                  "tensorrt_warnings": warnings or [], "weights_bytes": weights_bytes},
+        "io": io,
+        "layers": layers,
+        "loaded": loaded or {"loaded": True, "reason": None},
+    }

@@ -36,7 +36,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolchain.errors import MissingDependencyError, ToolchainError
-from toolchain.runners import Runner
+from toolchain.runners.base import Runner
 from toolchain.trt import compat, manifest as manifest_mod
 from toolchain.trt.backends import TORCH_DTYPES, MAX_GRAPHS, GraphCache, make_backend, torch_infer
 
@@ -80,7 +80,14 @@ def cast_plan(given: str, expected: str, name: str) -> bool:
 
 
 class TensorRTRunner(Runner):
-    """Runs a TensorRT engine built by ``toolchain build`` (see the module docstring)."""
+    """Runs a TensorRT engine built by ``toolchain build`` (see the module docstring).
+
+    For parity, ``infer`` takes host arrays; for timing, ``run`` is ``infer_torch`` on the
+    device-resident FP32 input (the cast to the engine's input dtype happens on the device,
+    inside the compute step). Precision, LRN mode and profile come from the manifest.
+    """
+
+    device = "cuda"
 
     def __init__(self, engine_path, *, plugin_library=None, verify_manifest: bool = True, cuda_graph: bool = False,
                  device: str | int = "cuda", name: str | None = None):
@@ -93,12 +100,14 @@ class TensorRTRunner(Runner):
         self.name = name or f"tensorrt{'-graph' if cuda_graph else ''}"
         self.manifest: dict | None = None
         self.compat_notes: list[str] = []
+        self.profile: dict | None = None
+        self.description = "TensorRT engine" + (", replayed from a CUDA graph" if cuda_graph else "")
 
     # ------------------------------------------------------------------ lifecycle (Runner)
 
     def _activate(self) -> None:
         from toolchain.io import require_file
-        from toolchain.trt import import_tensorrt, make_logger
+        from toolchain.trt import make_logger
         from toolchain.trt.device import device_info
         from toolchain.trt.plugins import load_dynamic_plugin_library, load_plugin_library
 
@@ -174,18 +183,35 @@ class TensorRTRunner(Runner):
         if self._context is None:
             raise ToolchainError(f"TensorRT could not create an execution context for {engine_path}: "
                                  f"{self._logger.last_error()}", hint="is the GPU out of memory?")
-        self.io = engine_io(trt, self._engine)
+        self.engine_io = engine_io(trt, self._engine)
         if manifest is not None:
             recorded = [s["name"] for s in manifest["io"]["inputs"] + manifest["io"]["outputs"]]
-            actual_names = [s["name"] for s in self.io["inputs"] + self.io["outputs"]]
+            actual_names = [s["name"] for s in self.engine_io["inputs"] + self.engine_io["outputs"]]
             if sorted(recorded) != sorted(actual_names):
                 raise ToolchainError(f"engine {engine_path} has I/O {actual_names}, its manifest records {recorded}")
         self.manifest = manifest
-        self._input_names = [s["name"] for s in self.io["inputs"]]
-        self._output_names = [s["name"] for s in self.io["outputs"]]
-        self._dtypes = {s["name"]: s["dtype"] for s in self.io["inputs"] + self.io["outputs"]}
+        self._describe_from(manifest)
+        self._input_names = [s["name"] for s in self.engine_io["inputs"]]
+        self._output_names = [s["name"] for s in self.engine_io["outputs"]]
+        self._dtypes = {s["name"]: s["dtype"] for s in self.engine_io["inputs"] + self.engine_io["outputs"]}
         self._shapes: dict[str, tuple] = {}
         self._graphs = GraphCache(MAX_GRAPHS, self._release_graph)
+
+    def _describe_from(self, manifest: dict | None) -> None:
+        """Precision, LRN mode, input shape and profile: what the timing rows and parity record."""
+        spec = self.engine_io["inputs"][0]
+        self.profile = spec.get("profile")
+        self.input_shape = tuple(int(d) for d in spec["shape"][1:])
+        if any(d < 0 for d in self.input_shape):
+            raise ToolchainError(f"engine {self.engine_path} has a dynamic non-batch input dimension "
+                                 f"{list(spec['shape'])}", hint="build it with a fixed image size")
+        build = (manifest or {}).get("build") or {}
+        if build.get("precision") in ("fp32", "fp16", "int8"):
+            self.precision = build["precision"]
+        lrn = {"plugin": "through the FusedLRN plugin", "native": "as the built-in ILRNLayer",
+               "function": "through the FusedLRN nodes' standard-op function"}.get(build.get("lrn"))
+        self.description = (f"TensorRT engine ({self.precision.upper()})" + (f", LRN {lrn}" if lrn else "")
+                            + (", replayed from a CUDA graph" if self.cuda_graph else ""))
 
     def _plugin_to_load(self, manifest: dict | None) -> Path | None:
         recorded = (manifest or {}).get("plugin")
@@ -272,7 +298,7 @@ class TensorRTRunner(Runner):
 
     def check_feed(self, shapes: dict[str, tuple]) -> None:
         """Names and shapes against the profile, one error for all problems."""
-        compat.check_input_shapes(self.io["inputs"], shapes)
+        compat.check_input_shapes(self.engine_io["inputs"], shapes)
 
     def _set_shapes(self, shapes: dict[str, tuple]) -> dict[str, tuple]:
         """Set input shapes on the context (only when changed); return every output's shape."""
@@ -313,6 +339,18 @@ class TensorRTRunner(Runner):
                 array = array.astype(self._dtypes[name])
             arrays[name] = np.ascontiguousarray(array)
         return self._backend.infer_numpy(self, arrays, shapes)
+
+    # ------------------------------------------------------------------ timing
+
+    def _prepare(self, batch_size: int) -> None:
+        self._timed_input, self._timed_output = self._input_names[0], self._output_names[0]
+
+    def run(self) -> None:
+        self.output = self.infer_torch({self._timed_input: self.io.device_input})[self._timed_output]
+
+    def settings(self) -> dict:
+        return {"cuda_graph": self.cuda_graph, "profile": self.profile,
+                "plugin_library": str(self.plugin_library) if self.plugin_library else None}
 
     # ------------------------------------------------------------------ torch
 
@@ -400,9 +438,11 @@ def lean_runtime_problem(package: str, manifest: dict | None, engine_path) -> st
             "installed, which runs only version-compatible engines")
 
 
-def plugin_library_for_engine(lrn: str, plugin_library):
-    """The plugin library to hand the runner of an engine built with ``--lrn lrn``: only
-    plugin engines get one; the runner refuses a library for a native-LRN engine."""
-    if lrn not in ("plugin", "native"):
-        raise ToolchainError(f"unknown LRN mode {lrn!r}", hint="use plugin or native")
-    return plugin_library if lrn == "plugin" else None
+def profile_note(batch_size: int, profile: dict | None) -> str | None:
+    """Which optimisation profile shape a timed batch runs with (the engine has one profile)."""
+    if not profile:
+        return None
+    lo, opt, hi = (int(profile[k][0]) for k in ("min", "opt", "max"))
+    if batch_size == opt:
+        return None
+    return f"timed at batch {batch_size} with the profile tuned for batch {opt} (min {lo}, max {hi})"

@@ -141,7 +141,7 @@ def readme_text(manifest: dict, *, model_name: str, plugin_name: str | None, max
             "```",
             "",
             "Inside a container, mount this folder (e.g. `-v $PWD:/models`) and use the paths inside the container.",
-            f"Without the plugin, loading fails with a message that no creator FusedLRN (namespace \"toolchain\") is registered.",
+            "Without the plugin, loading fails with a message that no creator FusedLRN (namespace \"toolchain\") is registered.",
             "",
         ]
     else:
