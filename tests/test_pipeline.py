@@ -8,11 +8,88 @@ import pytest
 
 from tests.helpers import assert_one_line_error, run_cli
 from toolchain.errors import ToolchainError
-from toolchain.pipeline import (STEP_NAMES, Pipeline, PipelineConfig, PipelineError, builder_flavour, cuda_reason,
-                                raise_if_failed)
+from toolchain.pipeline import (STEP_NAMES, STEPS, Pipeline, PipelineConfig, PipelineError, StepResult,
+                                builder_flavour, cuda_reason, raise_if_failed)
+from toolchain.pipeline.command_line import command_line
 
 GPU_STEPS = ("engine-build", "engine-build-native", "engine-build-int8", "parity-tensorrt", "parity-tensorrt-native",
              "parity-tensorrt-int8")
+
+
+def _as_json(value):
+    return json.loads(json.dumps(value, default=str))  # Path -> str, tuple -> list, as pipeline.json keeps them
+
+
+def parse_back(line: str) -> dict:
+    """The parameters the real click command gets from ``line``, split as a shell would."""
+    import shlex
+
+    import click
+
+    from toolchain.cli import cli
+
+    words = shlex.split(line)
+    assert words[0] == "toolchain", line
+    command, used = cli, 1
+    while isinstance(command, click.Group):
+        command = command.get_command(click.Context(cli), words[used])
+        used += 1
+    return command.make_context(" ".join(words[:used]), words[used:], resilient_parsing=False).params
+
+
+def assert_commands_parse_back(steps) -> None:
+    """Every step's command line gives its command exactly the arguments the step's API call took: a renamed
+    or removed flag, a changed parameter type or a lost value fails here."""
+    assert steps
+    for step in steps:
+        params = parse_back(step["command"])
+        assert set(step["args"]) <= set(params), step["name"]
+        assert {name: _as_json(params[name]) for name in step["args"]} == _as_json(step["args"]), step["command"]
+
+
+def test_command_line_walks_the_click_parameters():
+    line = command_line("quantize", {"checkpoint": "a b/m.safetensors", "outputs": ["t.onnx", "o.onnx"],
+                                     "targets": ("tensorrt", "onnxruntime"), "samples": 256, "method": "entropy",
+                                     "force": True, "as_json": False, "data_dir": None})
+    # Parameters in the command's order, the long flag, a repeated option per value, a quoted path;
+    # --samples 256 is the default, --json false and --data-dir None are left out.
+    assert line == ("toolchain quantize --checkpoint 'a b/m.safetensors' --output t.onnx --output o.onnx "
+                    "--method entropy --target tensorrt --target onnxruntime --force")
+    assert command_line("parity", {"batch_sizes": [1, 8], "device": "cpu"}) == "toolchain parity --batch-sizes 1,8"
+    assert command_line("train", {"amp": False, "hflip": True}) == "toolchain train --hflip --no-amp"
+    assert command_line("build", {"onnx_path": "m.onnx", "lrn": "native"}) == "toolchain build m.onnx --lrn native"
+    assert command_line("plugin build", {"build_dir": "build/plugins"}) == "toolchain plugin build"
+
+
+@pytest.mark.parametrize("path,args,fragment", [("export", {"output": "m.onnx", "precision": "fp16"},
+                                                 "no parameter precision"),
+                                                ("export", {"dtype": "fp16"}, "needs a value for output"),
+                                                ("plugin teleport", {}, "no command")])
+def test_command_line_refuses_what_the_command_does_not_take(path, args, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        command_line(path, args)
+
+
+def test_every_step_command_parses_back_with_every_argument_set(tmp_path):
+    """As if every step had run and the plugin was built: the rows' optional arguments all have values."""
+    pipeline = Pipeline(PipelineConfig(
+        out_dir=str(tmp_path / "run dir"), data_dir=str(tmp_path / "data dir"), dataset="synthetic", epochs=2,
+        batch_size=16, target_top1=None, parity_batch_sizes=(1, 8), parity_limit=64, quant_method="entropy",
+        bench_batch_sizes=(1, 2), bench_max_seconds=0.2, bench_window=5, include_compile=True,
+        plugin_build_dir=str(tmp_path / "plugins"), cuda_archs="80;90", tensorrt_root=str(tmp_path),
+        builder="full", force=True, progress=False))
+    pipeline.state["builder"] = (None, "not probed in this test")  # rows as for the full TensorRT: a timing cache
+    lines = []
+    for step in STEPS:
+        args = step.args(pipeline)
+        lines.append({"name": step.name, "command": command_line(step.command, args), "args": _as_json(args)})
+        pipeline.runner.records.append(StepResult(step.name, "", "", status="ran", details={"lrn": "plugin"},
+                                                  outputs={"tensorrt": str(tmp_path / "plugins" / "libplugin.so")}))
+    assert_commands_parse_back(lines)
+    commands = {line["name"]: line["command"] for line in lines}
+    assert "--plugin-library" in commands["parity-tensorrt"] and "--plugin-library" in commands["benchmark"]
+    assert "--warmup-seconds 0.2" in commands["benchmark"] and "--timing-cache" in commands["engine-build"]
+    assert f"--data-dir '{tmp_path / 'data dir'}'" in commands["parity-onnxruntime"]
 
 
 def test_refuses_non_empty_run_folder(tmp_path):
@@ -40,9 +117,10 @@ def test_skipped_training_skips_its_dependents_with_reasons_and_commands(tmp_pat
     assert steps["export-fp32"]["reason"] == "needs step train, which was skipped (skipped by --skip)"
     # Two levels down, the reason still names the first cause, not a chain.
     assert steps["engine-build"]["reason"] == "needs step export-fp16, which was skipped (skipped by --skip)"
-    assert steps["train"]["command"].startswith("toolchain train --variant paper --dataset digits --image-size 64")
+    assert steps["train"]["args"]["dataset"] == "digits" and steps["train"]["args"]["image_size"] == 64
     assert steps["engine-build"]["command"].startswith("toolchain build ")
     assert "--max-batch 256" in steps["engine-build"]["command"]
+    assert_commands_parse_back(record["steps"])
     assert record["passed"] is True
     report = (run / "REPORT.md").read_text()
     assert "| 1 | train | skipped | 0.0 | skipped (S1) |" in report
@@ -58,10 +136,10 @@ def _fast_config(tmp_path, **changes) -> PipelineConfig:
 
 
 def test_a_failed_step_fails_the_pipeline_and_is_reported(tmp_path, monkeypatch):
-    def failing_train(self, record):
+    def failing_train(config):
         raise ToolchainError("dataset is on fire", hint="use another")
 
-    monkeypatch.setattr(Pipeline, "_train", failing_train)
+    monkeypatch.setattr("toolchain.train.run_training", failing_train)
     record = Pipeline(_fast_config(tmp_path)).run()
     steps = {s["name"]: s for s in record["steps"]}
     assert steps["train"]["status"] == "failed" and "dataset is on fire" in steps["train"]["error"]
@@ -74,10 +152,10 @@ def test_a_failed_step_fails_the_pipeline_and_is_reported(tmp_path, monkeypatch)
 
 
 def test_a_bug_in_a_step_keeps_its_traceback(tmp_path, monkeypatch):
-    def buggy_train(self, record):
+    def buggy_train(config):
         return {}["missing"]
 
-    monkeypatch.setattr(Pipeline, "_train", buggy_train)
+    monkeypatch.setattr("toolchain.train.run_training", buggy_train)
     record = Pipeline(_fast_config(tmp_path)).run()
     train = record["steps"][0]
     assert train["status"] == "failed" and train["error"].startswith("KeyError")
@@ -118,7 +196,9 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
     # One calibration, two files; each runtime's steps get the file made for it.
     trt_file, ort_file = run / "onnx" / "model-int8-tensorrt.onnx", run / "onnx" / "model-int8-onnxruntime.onnx"
     assert quantize["outputs"] == {"tensorrt": str(trt_file), "onnxruntime": str(ort_file)}
-    assert f"--target tensorrt -o {trt_file} --target onnxruntime -o {ort_file}" in quantize["command"]
+    assert quantize["args"]["outputs"] == [str(trt_file), str(ort_file)]
+    assert quantize["args"]["targets"] == ["tensorrt", "onnxruntime"]  # paired in order with the outputs
+    assert_commands_parse_back(record["steps"])
     metadata = {t: quantize["details"][t]["metadata"] for t in ("tensorrt", "onnxruntime")}
     assert metadata["tensorrt"]["toolchain.quant_ranges_sha256"] == metadata["onnxruntime"][
         "toolchain.quant_ranges_sha256"]

@@ -253,14 +253,14 @@ def test_parity_and_benchmark_refuse_other_weights_before_any_work(files, tmp_pa
 
 
 def test_pipeline_parity_step_checks_the_weights(files, tmp_path):
-    from toolchain.pipeline import Pipeline, PipelineConfig, StepResult
+    from toolchain.pipeline import STEPS, Pipeline, PipelineConfig, StepResult
 
     pipeline = Pipeline(PipelineConfig(out_dir=str(tmp_path / "run"), dataset="synthetic", progress=False))
     pipeline.paths["checkpoint"] = files["checkpoint"]
     pipeline.paths["onnx_fp32"] = files["edited"]
+    step = next(s for s in STEPS if s.name == "parity-onnxruntime")
     with pytest.raises(ToolchainError, match="does not hold the weights"):
-        pipeline._parity(StepResult("parity-onnxruntime", "", ""), candidate_factory=None, precision="fp32",
-                         report_name="x.json", onnx_key="onnx_fp32")
+        step.run(pipeline, StepResult(step.name, "", ""), step.args(pipeline))
 
 
 # ============================================================== 3. OS errors in one line
@@ -624,14 +624,16 @@ def test_skip_reasons_say_what_the_user_needs():
     assert "workplace" not in reason and "shared" not in reason
 
 
-def test_pipeline_gives_a_long_skip_reason_in_full_once(tmp_path):
-    from toolchain.pipeline import Pipeline, PipelineConfig
+def test_pipeline_gives_a_long_skip_reason_in_full_once():
+    from rich.console import Console
 
-    pipeline = Pipeline(PipelineConfig(out_dir=str(tmp_path / "run"), dataset="synthetic", progress=False))
+    from toolchain.pipeline.engine import StepResult, StepRunner
+
+    runner = StepRunner(console=Console(quiet=True), total=3)
     long = "no CUDA GPU on this machine; TensorRT is not installed (no module); pip install tensorrt (a long hint)"
-    first = pipeline.step("engine-build", "t", "c", lambda r: None, requires=lambda: long)
-    second = pipeline.step("engine-build-native", "t", "c", lambda r: None, requires=lambda: long)
-    third = pipeline.step("parity-tensorrt", "t", "c", lambda r: None, needs=("engine-build",))
+    first = runner.execute(StepResult("engine-build", "t", "c"), lambda r: None, requires=lambda: long)
+    second = runner.execute(StepResult("engine-build-native", "t", "c"), lambda r: None, requires=lambda: long)
+    third = runner.execute(StepResult("parity-tensorrt", "t", "c"), lambda r: None, needs=("engine-build",))
     assert first.reason == long
     assert second.reason == "no CUDA GPU on this machine; see step engine-build"
     assert third.reason == "needs step engine-build, which was skipped (no CUDA GPU on this machine; see step " \
@@ -640,7 +642,7 @@ def test_pipeline_gives_a_long_skip_reason_in_full_once(tmp_path):
 
     from dataclasses import asdict
 
-    assert skip_causes([asdict(s) for s in pipeline.steps]) == {long: ["engine-build", "engine-build-native",
+    assert skip_causes([asdict(s) for s in runner.records]) == {long: ["engine-build", "engine-build-native",
                                                                        "parity-tensorrt"]}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from toolchain.options import batch_sizes_callback
+from toolchain.pipeline import STEP_NAMES, PipelineConfig, raise_if_failed, run_pipeline
 from toolchain.validate import BATCH, IMAGE_SIZE, count, real
 
 @click.command("pipeline")
@@ -42,11 +43,7 @@ from toolchain.validate import BATCH, IMAGE_SIZE, count, real
                    "(default: $TensorRT_ROOT, the pip tensorrt package, system paths).")
 @click.option("--tensorrt", "builder", type=click.Choice(["auto", "full", "rtx"]), default="auto", show_default=True,
               help="Engine builder: the full TensorRT (GPU), TensorRT-RTX (CPU), or the full one when installed.")
-@click.option("--skip", multiple=True, metavar="STEP",
-              help="Skip a step (repeatable): train, export-fp32, export-fp16, export-fp16-native, parity-onnxruntime, "
-                   "parity-onnxruntime-fp16, quantize-int8, parity-onnxruntime-int8, plugin-build, plugin-check, engine-build, "
-                   "engine-build-native, engine-build-int8, parity-tensorrt, parity-tensorrt-native, "
-                   "parity-tensorrt-int8, benchmark.")
+@click.option("--skip", multiple=True, metavar="STEP", help=f"Skip a step (repeatable): {', '.join(STEP_NAMES)}.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def pipeline(out_dir, force, variant, dataset, image_size, epochs, batch_size, target_top1, seed, device, data_dir,
              parity_batch_sizes, parity_limit, quant_samples, quant_method, bench_batch_sizes, bench_max_seconds, bench_warmup, bench_window,
@@ -60,8 +57,6 @@ def pipeline(out_dir, force, variant, dataset, image_size, epochs, batch_size, t
     from pathlib import Path
 
     from rich.console import Console
-
-    from toolchain.pipeline import PipelineConfig, raise_if_failed, run_pipeline
 
     config = PipelineConfig(
         out_dir=out_dir, variant=variant, dataset=dataset, image_size=image_size, epochs=epochs,
