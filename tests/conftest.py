@@ -7,18 +7,10 @@ import os
 import pytest
 
 
-def _cuda_reason() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return "torch is not installed"
-    if not torch.cuda.is_available():
-        return "no CUDA GPU on this machine"
-    return None
-
-
 def _tensorrt_reason() -> str | None:
-    cuda = _cuda_reason()
+    from toolchain.environment import cuda_unavailable
+
+    cuda = cuda_unavailable()
     if cuda:
         return cuda
     try:
@@ -50,7 +42,9 @@ def _nvcc_reason() -> str | None:
 
 def pytest_collection_modifyitems(config, items):
     reasons = {}
-    checks = {"needs_cuda": _cuda_reason, "needs_tensorrt": _tensorrt_reason, "needs_nvcc": _nvcc_reason,
+    from toolchain.environment import cuda_unavailable
+
+    checks = {"needs_cuda": cuda_unavailable, "needs_tensorrt": _tensorrt_reason, "needs_nvcc": _nvcc_reason,
               "needs_tensorrt_rtx": _rtx_reason}
     for item in items:
         for marker, check in checks.items():

@@ -389,14 +389,14 @@ def test_python_example_checks_set_input_shape():
 
 def test_python_example_fails_in_one_line_where_cuda_cannot_start(tmp_path):
     """trt.Runtime crashes the process where CUDA cannot start; the example checks CUDA first."""
-    from tests.conftest import _cuda_reason
+    from toolchain.environment import cuda_unavailable
     from tests.test_trt_manifest import fake_build_outputs
 
     if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_lean") is None:
         pytest.skip("needs tensorrt or tensorrt_lean")
     if importlib.util.find_spec("cuda") is None:
         pytest.skip("needs cuda-python")
-    if _cuda_reason() is None:
+    if cuda_unavailable() is None:
         pytest.skip("CUDA works here")
     engine, _ = fake_build_outputs(tmp_path, plugin=False)
     image = _write_image(tmp_path / "i.ppm", channels=3)

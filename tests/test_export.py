@@ -14,8 +14,8 @@ from tests.helpers import assert_one_line_error, run_cli
 from toolchain import lrn_op
 from toolchain.checkpoint import model_from_source
 from toolchain.errors import ToolchainError
-from toolchain.artifacts import decode_metadata, read_onnx
-from toolchain.export import export_from_source, export_model, load_onnx
+from toolchain.artifacts import decode_metadata, load_onnx, read_onnx
+from toolchain.export import export_from_source, export_model
 from toolchain.models import VARIANTS
 from toolchain.models.layers import LocalResponseNorm
 

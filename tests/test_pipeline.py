@@ -7,9 +7,10 @@ import json
 import pytest
 
 from tests.helpers import assert_one_line_error, run_cli
+from toolchain.environment import cuda_unavailable
 from toolchain.errors import ToolchainError
 from toolchain.pipeline import (STEP_NAMES, STEPS, Pipeline, PipelineConfig, PipelineError, StepResult,
-                                builder_flavour, cuda_reason, raise_if_failed)
+                                builder_flavour, raise_if_failed)
 from toolchain.pipeline.command_line import command_line
 
 GPU_STEPS = ("engine-build", "engine-build-native", "engine-build-int8", "parity-tensorrt", "parity-tensorrt-native",
@@ -233,7 +234,7 @@ def test_tiny_pipeline_runs_end_to_end_on_this_machine(tmp_path):
     elif no_builder:
         for name in GPU_STEPS[:3]:
             assert steps[name]["status"] == "skipped" and steps[name]["reason"] == no_builder, name
-    if cuda_reason():
+    if cuda_unavailable():
         for name in GPU_STEPS[3:]:
             assert steps[name]["status"] == "skipped", name
             assert steps[name]["command"].startswith("toolchain parity --backend tensorrt")

@@ -15,7 +15,7 @@ from tests.test_trt_build import make_lrn_onnx
 from tests.test_trt_manifest import fake_build_outputs
 from toolchain import lrn_op
 from toolchain.errors import MissingDependencyError, ToolchainError
-from toolchain.trt import backends as bk, compat, runtime as rt
+from toolchain.trt import compat, cuda_io as bk, runtime as rt
 
 HAVE_LEAN = importlib.util.find_spec("tensorrt_lean") is not None
 HAVE_FULL_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -89,21 +89,21 @@ def test_cuda_python_driver_requirements():
 
 
 def test_backend_choice_falls_back_to_torch_or_names_the_driver():
-    assert bk.choose_backend(None, "13.0.1", torch_installed=False) == "cuda-python"
-    assert bk.choose_backend("cudaErrorInsufficientDriver", "13.0.1", torch_installed=True) == "torch"
+    assert bk.choose_cuda_io(None, "13.0.1", torch_installed=False) == "cuda-python"
+    assert bk.choose_cuda_io("cudaErrorInsufficientDriver", "13.0.1", torch_installed=True) == "torch"
     with pytest.raises(MissingDependencyError) as info:
-        bk.choose_backend("CUDA cudaSetDevice failed: cudaErrorInsufficientDriver", "13.0.1", torch_installed=False)
+        bk.choose_cuda_io("CUDA cudaSetDevice failed: cudaErrorInsufficientDriver", "13.0.1", torch_installed=False)
     line = info.value.one_line()
     assert "driver >= 580.65.06" in line and "\n" not in line and "tensorrt-cu12" in line
     with pytest.raises(MissingDependencyError, match="neither cuda-python nor torch"):
-        bk.choose_backend("not installed", None, torch_installed=False)
+        bk.choose_cuda_io("not installed", None, torch_installed=False)
 
 
 def test_torch_backend_makes_cuda_n_current_before_deserializing(monkeypatch):
     torch = pytest.importorskip("torch")
     calls = []
     monkeypatch.setattr(torch.cuda, "set_device", calls.append)
-    bk.TorchBackend(3)
+    bk.TorchCudaIO(3)
     assert calls == [3]
 
 
@@ -111,7 +111,7 @@ def test_deactivate_synchronizes_the_torch_stream_too():
     events = []
     runner = rt.TensorRTRunner("unused.engine")
     runner._torch_state = {"stream": types.SimpleNamespace(synchronize=lambda: events.append("torch stream"))}
-    runner._backend = types.SimpleNamespace(close=lambda: events.append("backend close"),
+    runner._cuda = types.SimpleNamespace(close=lambda: events.append("backend close"),
                                             synchronize=lambda: events.append("backend stream"),
                                             destroy_graph=lambda graph: events.append(f"destroy {graph}"))
     runner._graphs = bk.GraphCache(1, runner._release_graph)
@@ -325,7 +325,12 @@ def test_lean_only_parity_refuses_an_engine_the_lean_runtime_cannot_run(tmp_path
     report = tmp_path / "report.json"
     result = run_cli("parity", "--backend", "tensorrt", "--engine", engine, "--variant", "paper", "--image-size", "64",
                      "--num-classes", "3", "--random", "2", "--batch-sizes", "1", "--report", report)
-    assert_one_line_error(result, "not version-compatible", "tensorrt_lean", "--version-compatible")
+    from toolchain.environment import cuda_unavailable
+
+    if cuda_unavailable():  # the most fundamental reason first, as for every backend
+        assert_one_line_error(result, "tensorrt cannot run here: no CUDA GPU")
+    else:
+        assert_one_line_error(result, "not version-compatible", "tensorrt_lean", "--version-compatible")
     assert not report.exists()
 
 
@@ -385,9 +390,9 @@ def test_the_lean_runtime_without_a_usable_driver_fails_in_one_line_not_a_crash(
     import subprocess
     import sys
 
-    from tests.conftest import _cuda_reason
+    from toolchain.environment import cuda_unavailable
 
-    if _cuda_reason() is None:
+    if cuda_unavailable() is None:
         pytest.skip("CUDA works here: Runtime(logger) succeeds")
     # In a child process: the unchecked object segfaults on first use (tensorrt_lean 11.4).
     code = ("import tensorrt_lean as trt\n"

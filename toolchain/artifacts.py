@@ -130,11 +130,28 @@ class EngineArtifact:
         return f"engine {self.path}"
 
 
+def load_onnx(path, *, load_weights: bool = True):
+    """Load an ONNX file with a one-line error for a missing or corrupt file."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from toolchain.io import require_file
+
+    path = require_file(path, "ONNX file")
+    try:
+        model = onnx.load(str(path), load_external_data=load_weights)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise ToolchainError(f"{path} is not a readable ONNX model ({type(exc).__name__})",
+                             hint="re-export it with 'toolchain export'") from None
+    if not model.graph.node:
+        raise ToolchainError(f"{path} is not a readable ONNX model (it has no graph)",
+                             hint="re-export it with 'toolchain export'")
+    return model
+
+
 def read_onnx(path, *, model=None) -> OnnxArtifact:
     """Read an ONNX file's metadata once (without its weights); one line for a missing or corrupt file."""
     if model is None:
-        from toolchain.export import load_onnx
-
         model = load_onnx(path, load_weights=False)
     return OnnxArtifact(Path(path), decode_metadata(model, source=f"ONNX file {path}"))
 

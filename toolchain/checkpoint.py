@@ -16,7 +16,6 @@ from pathlib import Path
 from toolchain import __version__
 from toolchain.errors import ToolchainError
 from toolchain.io import atomic_outputs, check_writable, json_text, require_file, sha256_file
-from toolchain.validate import check_model_meta
 
 METADATA_KEY = "toolchain"
 
@@ -67,7 +66,7 @@ def save_checkpoint(path, model, meta: dict, *, force: bool = False) -> Path:
 
 
 def _model_from_meta(meta: dict, source: str = "checkpoint"):
-    from toolchain.models import build_model
+    from toolchain.models import build_model, check_model_meta
 
     meta = check_model_meta(meta, source=source)
     return build_model(meta["variant"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],

@@ -359,25 +359,6 @@ def build_metadata(meta: dict, *, checkpoint_sha256: str | None, dtype: str, lrn
     return encode_metadata(props)
 
 
-def load_onnx(path, *, load_weights: bool = True):
-    """Load an ONNX file with a one-line error for a missing or corrupt file."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    from toolchain.io import require_file
-
-    path = require_file(path, "ONNX file")
-    try:
-        model = onnx.load(str(path), load_external_data=load_weights)
-    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        raise ToolchainError(f"{path} is not a readable ONNX model ({type(exc).__name__})",
-                             hint="re-export it with 'toolchain export'") from None
-    if not model.graph.node:
-        raise ToolchainError(f"{path} is not a readable ONNX model (it has no graph)",
-                             hint="re-export it with 'toolchain export'")
-    return model
-
-
 def export_model(model, meta: dict, *, checkpoint_sha256: str | None = None, output=None, force: bool = False,
                  lrn: str = "plugin", dtype: str = "fp32", fp16_io: bool = False, static_batch: int | None = None,
                  opset: int = OPSET) -> ExportResult:

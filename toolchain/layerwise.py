@@ -121,7 +121,7 @@ def run_layerwise(model, runner, inputs, *, precision: str, tolerances: dict,
 
     import numpy as np
 
-    from toolchain.export import load_onnx
+    from toolchain.artifacts import load_onnx
 
     layers = onnx_layer_outputs(load_onnx(runner.path, load_weights=False))
     if not layers:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from toolchain import lrn_op
+from toolchain.environment import cuda_unavailable
 from toolchain.errors import ToolchainError
 from toolchain.trt.plugins import captured_stderr
 
@@ -313,11 +314,11 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
             why = ("no TensorRT builder is installed (only the lean runtime)" if not report.tensorrt["builder"]
                    else "the creator refuses a node")
             report.checks.append(Check("the real ONNX parser and builder take the nodes", None, f"skipped: {why}"))
-        want_numerics = numerics if numerics is not None else _cuda_reason() is None
+        want_numerics = numerics if numerics is not None else cuda_unavailable() is None
         if want_numerics:
             _node_numerics(report, model, nodes, lib_path, trt)
         else:
-            reason = _cuda_reason() or "not asked for"
+            reason = cuda_unavailable() or "not asked for"
             report.checks.append(Check("numerics against PyTorch", None, f"skipped: {reason}"))
     return report
 
@@ -375,12 +376,6 @@ def _check_node(trt, creator, node) -> NodeResult:
     result.reason = "; ".join(problems + ([_clean_reason(log["text"])] if plugin is None else []))
     del plugin
     return result
-
-
-def _cuda_reason() -> str | None:
-    from toolchain.environment import cuda_unavailable
-
-    return cuda_unavailable()
 
 
 def _node_numerics(report: PluginCheckReport, model, nodes, lib_path: Path, trt) -> None:

@@ -415,7 +415,7 @@ def quantize_targets(source_onnx, inputs, outputs: dict, *, method: str = DEFAUL
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from toolchain.export import load_onnx
+    from toolchain.artifacts import load_onnx
     from toolchain.io import atomic_output, sha256_file
 
     paths = check_outputs(outputs, force=force, inputs={"--onnx": source_onnx})
@@ -526,7 +526,8 @@ def quantize_checkpoint_targets(checkpoint, outputs: dict, *, onnx_path=None, ca
     samples, FP16 or foreign ONNX) is checked before any export or calibration work.
     """
     from toolchain.checkpoint import load_checkpoint
-    from toolchain.export import export_model, load_onnx
+    from toolchain.artifacts import load_onnx
+    from toolchain.export import export_model
     from toolchain.weights import verify_onnx_weights
 
     check_outputs(outputs, force=force, inputs={"--checkpoint": checkpoint, "--onnx": onnx_path})

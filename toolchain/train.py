@@ -69,9 +69,11 @@ class TrainResult:
 def resolve_device(name: str):
     import torch
 
+    from toolchain.environment import cuda_unavailable
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cuda" if cuda_unavailable() is None else "cpu")
+    if name.startswith("cuda") and cuda_unavailable():
         raise ToolchainError("--device cuda was asked for but no CUDA GPU is available", hint="use --device cpu")
     try:
         return torch.device(name)
@@ -161,7 +163,8 @@ def rank_seed(seed: int, rank: int, epoch: int) -> int:
 def check_train_config(config: TrainConfig) -> None:
     """Every number of ``config`` in range, and the variant and dataset known, before anything is written."""
     from toolchain.data import check_dataset_spec
-    from toolchain.validate import check_model_shape, check_number
+    from toolchain.models import check_model_shape
+    from toolchain.validate import check_number
 
     check_model_shape(config.variant, in_channels=config.in_channels, image_size=config.image_size)
     check_dataset_spec(config.dataset)

@@ -4,7 +4,7 @@ An impossible value is refused in one line naming the option (or the metadata ke
 and its allowed range, before any work; it is never replaced by a default. The
 click types here are what the commands declare; :func:`check_number` is the same
 rule for the Python API and for values read from files (checkpoint and ONNX
-metadata, see :func:`check_model_meta`).
+metadata, see :func:`toolchain.models.check_model_meta`).
 """
 
 from __future__ import annotations
@@ -88,69 +88,3 @@ def check_number(name: str, value, *, low=None, high=None, low_open: bool = Fals
         raise ToolchainError(f"{name} must be {_range_text(low, high, low_open, high_open)}, got {text}",
                              hint=hint)
     return number
-
-
-def check_model_shape(variant: str, *, num_classes=None, in_channels=None, image_size=None,
-                      where: str = "--") -> None:
-    """The model-shape numbers every builder takes; ``where`` prefixes the names ("--" options, "metadata ")."""
-    from toolchain.models import get_variant
-
-    spec = get_variant(variant)
-    if num_classes is not None:
-        check_number(f"{where}num-classes" if where == "--" else f"{where}num_classes", num_classes, low=1,
-                     high=MAX_NUM_CLASSES, integer=True)
-    if in_channels is not None:
-        check_number(f"{where}in-channels" if where == "--" else f"{where}in_channels", in_channels, low=1,
-                     high=MAX_IN_CHANNELS, integer=True)
-    if image_size is not None:
-        name = f"{where}image-size" if where == "--" else f"{where}image_size"
-        side = check_number(name, image_size, integer=True)
-        if not spec.min_image_size <= side <= MAX_IMAGE_SIZE:
-            raise ToolchainError(f"{name} {side} is too {'small' if side < spec.min_image_size else 'large'} for "
-                                 f"the {variant} variant", hint=f"give {spec.min_image_size} to {MAX_IMAGE_SIZE} "
-                                 "pixels (AlexNet's own is 224)")
-
-
-def check_model_meta(meta: dict, *, source: str) -> dict:
-    """A model description read from a file (checkpoint or ONNX metadata), checked and normalized.
-
-    variant, num_classes, in_channels and image_size must be present and in range;
-    mean and std, where present, one finite number per input channel (std > 0);
-    classes, where present, one name per class. Returns a copy with ints and floats.
-    """
-    from toolchain.models import VARIANTS
-
-    if not isinstance(meta, dict):
-        raise ToolchainError(f"{source} metadata is not a JSON object",
-                             hint="the file's metadata is damaged; re-train or re-export it")
-    missing = [key for key in ("variant", "num_classes", "in_channels", "image_size") if key not in meta]
-    if missing:
-        raise ToolchainError(f"{source} metadata lacks {', '.join(missing)}",
-                             hint="was it written by 'toolchain train' or 'toolchain export'?")
-    out = dict(meta)
-    if out["variant"] not in VARIANTS:
-        raise ToolchainError(f"{source} metadata names an unknown variant {out['variant']!r}",
-                             hint=f"variants: {', '.join(VARIANTS)}; re-train or re-export it")
-    hint = "the file's metadata is damaged; re-train or re-export it"
-    for key, low, high in (("num_classes", 1, MAX_NUM_CLASSES), ("in_channels", 1, MAX_IN_CHANNELS),
-                           ("image_size", VARIANTS[out["variant"]].min_image_size, MAX_IMAGE_SIZE)):
-        out[key] = check_number(f"{source} metadata {key}", out[key], low=low, high=high, integer=True, hint=hint)
-    channels = out["in_channels"]
-    for key in ("mean", "std"):
-        if out.get(key) is None:
-            continue
-        values = out[key]
-        if not isinstance(values, (list, tuple)) or len(values) != channels:
-            raise ToolchainError(f"{source} metadata {key} must list {channels} number(s), one per input "
-                                 f"channel, got {values!r}", hint=hint)
-        out[key] = [check_number(f"{source} metadata {key}", v, low=0.0 if key == "std" else None,
-                                 low_open=key == "std", hint=hint) for v in values]
-    classes = out.get("classes")
-    if classes is not None:
-        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, (str, int)) for c in classes):
-            raise ToolchainError(f"{source} metadata classes must be a list of names", hint=hint)
-        if len(classes) != out["num_classes"]:
-            raise ToolchainError(f"{source} metadata lists {len(classes)} class name(s) for "
-                                 f"{out['num_classes']} classes", hint=hint)
-        out["classes"] = [str(c) for c in classes]
-    return out

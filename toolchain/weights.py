@@ -175,7 +175,7 @@ def verify_onnx_weights(torch_model, onnx_model_or_path, *, onnx_label: str, ref
     """Refuse, in one line, an ONNX file whose weights are not ``torch_model``'s (see the module docstring)."""
     from pathlib import Path
 
-    from toolchain.export import load_onnx
+    from toolchain.artifacts import load_onnx
 
     model = load_onnx(onnx_model_or_path) if isinstance(onnx_model_or_path, (str, Path)) else onnx_model_or_path
     state = model_state(torch_model)

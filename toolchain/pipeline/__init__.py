@@ -28,7 +28,7 @@ because of skips.
 from toolchain.pipeline.config import PipelineConfig
 from toolchain.pipeline.engine import Step, StepResult
 from toolchain.pipeline.run import Pipeline, PipelineError, raise_if_failed, run_pipeline
-from toolchain.pipeline.steps import STEP_NAMES, STEPS, builder_flavour, cuda_reason
+from toolchain.pipeline.steps import STEP_NAMES, STEPS, builder_flavour
 
 __all__ = ["PipelineConfig", "Step", "StepResult", "STEP_NAMES", "STEPS", "Pipeline", "PipelineError",
-           "builder_flavour", "cuda_reason", "raise_if_failed", "run_pipeline"]
+           "builder_flavour", "raise_if_failed", "run_pipeline"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from toolchain.environment import cuda_unavailable
 from toolchain.errors import ToolchainError
 from toolchain.pipeline.engine import Step, StepResult
 
@@ -28,12 +29,6 @@ LRN_TITLES = {"plugin": "FusedLRN plugin", "native": "native LRN", "function": "
 
 
 # ---------------------------------------------------------------------- what this machine has
-
-
-def cuda_reason() -> str | None:
-    from toolchain.environment import cuda_unavailable
-
-    return cuda_unavailable()
 
 
 def tensorrt_reason() -> str | None:
@@ -90,8 +85,8 @@ def engine_reason(p: Pipeline) -> str | None:
     flavour, why = p.builder()
     if flavour is None:
         return why
-    if not flavour.rtx and cuda_reason():
-        return f"{flavour.label} builds on a GPU: {cuda_reason()}"
+    if not flavour.rtx and cuda_unavailable():
+        return f"{flavour.label} builds on a GPU: {cuda_unavailable()}"
     return None
 
 
@@ -105,7 +100,7 @@ def plugin_check_failed(p: Pipeline) -> str | None:
 
 def engine_run_reason(p: Pipeline, engine_key: str) -> str | None:
     """Why the engine cannot run here (a CUDA GPU, then the runtime its manifest names), or None."""
-    reason = cuda_reason()
+    reason = cuda_unavailable()
     if reason:
         return reason
     from toolchain.trt.runtime import rtx_runtime_reason

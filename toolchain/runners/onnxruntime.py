@@ -63,7 +63,7 @@ class OnnxRuntimeRunner(Runner):
     def _activate(self) -> None:
         import onnxruntime as ort
 
-        from toolchain.export import load_onnx
+        from toolchain.artifacts import load_onnx
 
         model = load_onnx(self.path)  # a clear error for a missing or corrupt file
         if self.extra_outputs:

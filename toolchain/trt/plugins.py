@@ -97,12 +97,6 @@ def load_plugin_library(path: str | os.PathLike, *, expected_sha256: str | None 
         return digest
 
 
-def loaded_libraries() -> dict[str, str]:
-    """path -> sha256 of the plugin libraries loaded so far."""
-    with _lock:
-        return {str(p): d for p, (d, _) in _loaded.items()}
-
-
 def creator_key() -> dict:
     return {"name": lrn_op.OP_TYPE, "version": lrn_op.PLUGIN_VERSION, "namespace": lrn_op.PLUGIN_NAMESPACE}
 

@@ -20,9 +20,9 @@ non-default stream. ``cuda_graph=True`` captures one CUDA graph per input shape
 (after a warm-up enqueue at that shape, as TensorRT requires) and replays it.
 
 CUDA graphs: each captured graph gets an execution context of its own
-(:class:`~toolchain.trt.backends.GraphCache`), since a context's per-shape state changes on
+(:class:`~toolchain.trt.cuda_io.GraphCache`), since a context's per-shape state changes on
 its next ``enqueueV3`` at another shape. How buffers, streams and graphs are made (cuda-python
-or torch) lives in :mod:`toolchain.trt.backends`.
+or torch) lives in :mod:`toolchain.trt.cuda_io`.
 
 Lean runtime: when only ``tensorrt_lean`` is installed (or $TOOLCHAIN_TRT_LEAN=1) it is
 used instead of ``tensorrt``. It deserializes only version-compatible engines
@@ -38,7 +38,7 @@ from pathlib import Path
 from toolchain.errors import MissingDependencyError, ToolchainError
 from toolchain.runners.base import Runner
 from toolchain.trt import compat, manifest as manifest_mod
-from toolchain.trt.backends import TORCH_DTYPES, MAX_GRAPHS, GraphCache, make_backend, torch_infer
+from toolchain.trt.cuda_io import TORCH_DTYPES, MAX_GRAPHS, GraphCache, make_cuda_io, torch_infer
 
 
 def engine_io(trt, engine) -> dict:
@@ -159,11 +159,11 @@ class TensorRTRunner(Runner):
         self._trt = trt
         self._logger = make_logger(trt)
         # Also makes cuda:N the current device (cuda-python or torch) before deserializing.
-        self._backend = make_backend(self.device_index)
+        self._cuda = make_cuda_io(self.device_index)
         try:
             self._load_engine(trt, engine_path, manifest, data)
         except BaseException:
-            self._backend.close()  # the stream and buffers of a runner that never became active
+            self._cuda.close()  # the stream and buffers of a runner that never became active
             self._context = self._engine = self._runtime = None
             raise
 
@@ -240,12 +240,12 @@ class TensorRTRunner(Runner):
         torch_stream = self.__dict__.get("_torch_state", {}).get("stream")
         if torch_stream is not None:
             torch_stream.synchronize()
-        self._backend.synchronize()
+        self._cuda.synchronize()
 
     def _release_graph(self, graph) -> None:
         # The graph (and the context its entry held) may still run: wait before freeing either.
         self._synchronize()
-        self._backend.destroy_graph(graph)
+        self._cuda.destroy_graph(graph)
 
     def _deactivate(self) -> None:
         try:
@@ -254,7 +254,7 @@ class TensorRTRunner(Runner):
             self._synchronize()
             self._graphs.clear()
             self.__dict__.pop("_torch_state", None)
-            self._backend.close()
+            self._cuda.close()
         finally:
             self._context = None
             self._engine = None
@@ -338,7 +338,7 @@ class TensorRTRunner(Runner):
             if cast_plan(array.dtype.name, self._dtypes[name], name):
                 array = array.astype(self._dtypes[name])
             arrays[name] = np.ascontiguousarray(array)
-        return self._backend.infer_numpy(self, arrays, shapes)
+        return self._cuda.infer_numpy(self, arrays, shapes)
 
     # ------------------------------------------------------------------ timing
 

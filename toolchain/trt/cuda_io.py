@@ -2,7 +2,7 @@
 CUDA graphs through cuda-python or torch, and which execution context serves which graph.
 
 :class:`GraphCache` (pure) gives every captured CUDA graph an execution context of its own;
-:func:`choose_backend` (pure) picks cuda-python where it can reach the driver, else torch,
+:func:`choose_cuda_io` (pure) picks cuda-python where it can reach the driver, else torch,
 else fails naming the driver cuda-python needs.
 """
 
@@ -161,7 +161,7 @@ def bind(runner: TensorRTRunner, addresses: dict[str, int], context=None) -> Non
             raise ToolchainError(f"TensorRT refused the address of tensor {name!r}: {runner._logger.last_error()}")
 
 
-# ---------------------------------------------------------------------- numpy backends
+# ---------------------------------------------------------------------- numpy through cuda-python or torch
 
 
 def cuda_python_driver_requirement(cuda_python_version: str | None) -> str | None:
@@ -179,7 +179,7 @@ def cuda_python_driver_requirement(cuda_python_version: str | None) -> str | Non
 CUDA_PYTHON_DRIVERS = {12: "525.60.13", 13: "580.65.06"}
 
 
-def choose_backend(cuda_python_error: str | None, cuda_python_version: str | None, torch_installed: bool) -> str:
+def choose_cuda_io(cuda_python_error: str | None, cuda_python_version: str | None, torch_installed: bool) -> str:
     """"cuda-python" when it works, else "torch" when installed, else a one-line error naming the driver needed.
 
     ``cuda_python_error``: None when cuda-python set up the device, else why not ("not installed"
@@ -212,7 +212,7 @@ def cuda_python_version() -> str | None:
     return None
 
 
-def make_backend(device_index: int):
+def make_cuda_io(device_index: int):
     """cuda-python when it can talk to the driver (no torch needed), else torch; sets the current device."""
     from toolchain.errors import MissingDependencyError
     from toolchain.trt.device import import_cudart
@@ -220,7 +220,7 @@ def make_backend(device_index: int):
     error = None
     try:
         import_cudart()
-        return CudaPythonBackend(device_index)
+        return CudaPythonIO(device_index)
     except MissingDependencyError:
         error = "not installed"
     except ToolchainError as exc:  # e.g. cudaErrorInsufficientDriver: cuda-python 13 on a driver < 580
@@ -230,11 +230,11 @@ def make_backend(device_index: int):
         torch_installed = True
     except ImportError:
         torch_installed = False
-    choose_backend(error, cuda_python_version() if error != "not installed" else None, torch_installed)
-    return TorchBackend(device_index)
+    choose_cuda_io(error, cuda_python_version() if error != "not installed" else None, torch_installed)
+    return TorchCudaIO(device_index)
 
 
-class TorchBackend:
+class TorchCudaIO:
     """numpy inference through torch's CUDA tensors (used when cuda-python is missing or cannot run)."""
 
     def __init__(self, device_index: int):
@@ -262,7 +262,7 @@ class TorchBackend:
         pass
 
 
-class CudaPythonBackend:
+class CudaPythonIO:
     """numpy inference with device buffers, a stream and graphs from cuda-python."""
 
     def __init__(self, device_index: int):
