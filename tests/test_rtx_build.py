@@ -215,4 +215,4 @@ def test_plugin_check_parses_and_builds_through_the_real_parser(plugin_library, 
     checks = {c["name"]: c for c in report["checks"]}
     parsed = next(c for name, c in checks.items() if "ONNX parser makes every FusedLRN node" in name)
     built = checks["builds a batch-1 engine through the library"]
-    assert parsed["ok"] and "2 plugin layer(s)" in parsed["detail"] and built["ok"] and "int8" in built["detail"]
+    assert parsed["passed"] and "2 plugin layer(s)" in parsed["detail"] and built["passed"] and "int8" in built["detail"]

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolchain.checks import Check
 from toolchain.errors import ToolchainError
 
 
@@ -103,18 +104,6 @@ def load_tolerances(precision: str, *, file=None, outputs=("logits",), **overrid
         raise ToolchainError(f"tolerances given for unknown output(s) {', '.join(sorted(unknown))}",
                              hint=f"outputs: {', '.join(outputs)}")
     return result
-
-
-@dataclass
-class Check:
-    name: str
-    passed: bool
-    value: float | None
-    limit: float | None
-    detail: str = ""
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass

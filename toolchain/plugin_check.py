@@ -23,6 +23,7 @@ from pathlib import Path
 
 from toolchain import lrn_op
 from toolchain.environment import cuda_unavailable
+from toolchain.checks import Check
 from toolchain.errors import ToolchainError
 from toolchain.trt.plugins import captured_stderr
 
@@ -31,13 +32,6 @@ PARSER_FIELD_TYPES = {"INT": "INT32", "FLOAT": "FLOAT32", "INTS": "INT32", "FLOA
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 #: Numerics tolerances of the plugin against float64 PyTorch, per input type.
 NUMERICS_TOLERANCE = {"fp32": (1e-5, 1e-6), "fp16": (2e-3, 1e-3)}
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool | None  # None: skipped
-    detail: str = ""
 
 
 @dataclass
@@ -72,12 +66,12 @@ class PluginCheckReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.ok is not False for c in self.checks) and all(n.ok for n in self.nodes)
+        return all(c.passed is not False for c in self.checks) and all(n.ok for n in self.nodes)
 
     def failure(self) -> str | None:
         """The first failure, in one line."""
         for c in self.checks:
-            if c.ok is False:
+            if c.passed is False:
                 return f"{c.name}: {c.detail}" if c.detail else c.name
         for n in self.nodes:
             if not n.accepted:
@@ -88,7 +82,7 @@ class PluginCheckReport:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "tensorrt": self.tensorrt, "library": self.library,
-                "checks": [asdict(c) for c in self.checks],
+                "checks": [c.to_dict() for c in self.checks],
                 "nodes": [{**asdict(n), "ok": n.ok} for n in self.nodes]}
 
 
@@ -287,12 +281,12 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
         except ToolchainError as exc:
             loaded, log["error"] = False, exc.one_line()
     detail = log.get("error") or _clean_reason(log["text"])
-    report.checks.append(Check(f"loads ({how} registration)", loaded, detail))
+    report.checks.append(Check(f"loads ({how} registration)", loaded, detail=detail))
     creator_id = f"{lrn_op.OP_TYPE}/{lrn_op.PLUGIN_VERSION}/{lrn_op.PLUGIN_NAMESPACE}"
     creator = (registry.get_creator(lrn_op.OP_TYPE, lrn_op.PLUGIN_VERSION, lrn_op.PLUGIN_NAMESPACE)
                if loaded else None)
     report.checks.append(Check("registers the creator", creator is not None,
-                               creator_id if creator is not None else
+                               detail=creator_id if creator is not None else
                                f"no creator {creator_id} in TensorRT {report.tensorrt['version']}'s registry "
                                "(built for another TensorRT major?)"))
     if creator is None:
@@ -300,12 +294,12 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
     got = {f.name: f.type.name for f in creator.field_names}
     want = expected_field_types()
     report.checks.append(Check("fields match toolchain.lrn_op.FIELDS", got == want,
-                               "" if got == want else f"creator declares {got}, expected {want}"))
+                               detail="" if got == want else f"creator declares {got}, expected {want}"))
 
     if model is not None:
         nodes = fused_lrn_nodes(model)
         report.checks.append(Check("the model has FusedLRN nodes", bool(nodes),
-                                   f"{len(nodes)} node(s)" if nodes else f"no {lrn_op.OP_TYPE} node in {onnx_path}"))
+                                   detail=f"{len(nodes)} node(s)" if nodes else f"no {lrn_op.OP_TYPE} node in {onnx_path}"))
         for node in nodes:
             report.nodes.append(_check_node(trt, creator, node))
         if report.tensorrt["builder"] and nodes and all(n.accepted for n in report.nodes):
@@ -313,13 +307,13 @@ def run_plugin_check(library=None, onnx_path=None, *, numerics: bool | None = No
         elif nodes:
             why = ("no TensorRT builder is installed (only the lean runtime)" if not report.tensorrt["builder"]
                    else "the creator refuses a node")
-            report.checks.append(Check("the real ONNX parser and builder take the nodes", None, f"skipped: {why}"))
+            report.checks.append(Check("the real ONNX parser and builder take the nodes", None, detail=f"skipped: {why}"))
         want_numerics = numerics if numerics is not None else cuda_unavailable() is None
         if want_numerics:
             _node_numerics(report, model, nodes, lib_path, trt)
         else:
             reason = cuda_unavailable() or "not asked for"
-            report.checks.append(Check("numerics against PyTorch", None, f"skipped: {reason}"))
+            report.checks.append(Check("numerics against PyTorch", None, detail=f"skipped: {reason}"))
     return report
 
 
@@ -336,7 +330,7 @@ def parse_and_build(trt, onnx_path: Path, library: Path) -> list[Check]:
     flavour = compat.flavour_of(trt.__name__, trt.__version__)
     parsed = Check(f"{flavour.label}'s ONNX parser makes every {lrn_op.OP_TYPE} node a plugin layer of the library",
                    False)
-    built = Check("builds a batch-1 engine through the library", None, "skipped: the parse failed")
+    built = Check("builds a batch-1 engine through the library", None, detail="skipped: the parse failed")
     try:
         info = inspect_onnx(onnx_path)
         batch = info.input_dims[0] if isinstance(info.input_dims[0], int) and info.input_dims[0] > 0 else 1
@@ -353,12 +347,12 @@ def parse_and_build(trt, onnx_path: Path, library: Path) -> list[Check]:
         parsed.detail = exc.one_line()
         return [parsed, built]
     names = network.facts["plugin_v3"]
-    parsed.ok, parsed.detail = True, f"{len(names)} plugin layer(s): {', '.join(names)}"
+    parsed.passed, parsed.detail = True, f"{len(names)} plugin layer(s): {', '.join(names)}"
     try:
         result = build_parsed(trt, network, plan, logger, load=False, log=lambda message: None)
-        built.ok, built.detail = True, f"{len(result['engine']) / 1e6:.1f} MB plan, {plan.precision.precision}"
+        built.passed, built.detail = True, f"{len(result['engine']) / 1e6:.1f} MB plan, {plan.precision.precision}"
     except ToolchainError as exc:
-        built.ok, built.detail = False, exc.one_line()
+        built.passed, built.detail = False, exc.one_line()
     return [parsed, built]
 
 
@@ -385,7 +379,7 @@ def _node_numerics(report: PluginCheckReport, model, nodes, lib_path: Path, trt)
     harness = lib_path.parent / HARNESS_NAMES["conformance"]
     if not harness.is_file():
         report.checks.append(Check("numerics against PyTorch", False,
-                                   f"{harness} not found (it is built with the plugin by `toolchain plugin build`)"))
+                                   detail=f"{harness} not found (it is built with the plugin by `toolchain plugin build`)"))
         return
     fp16 = any(i.type.tensor_type.elem_type == 10 for i in model.graph.input)  # TensorProto.FLOAT16
     for node, result in zip(nodes, report.nodes):

@@ -21,7 +21,7 @@ from toolchain.validate import BATCH
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the JSON result to this file.")
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
 def evaluate(checkpoint, dataset, split, batch_size, device, data_dir, fused_lrn, as_json, output, force):
-    """Measure top-1/top-5 of CHECKPOINT on a dataset split (the training split by default)."""
+    """Measure top-1/top-5 of CHECKPOINT on a dataset split (the validation split by default)."""
     from rich.console import Console
     from rich.table import Table
 

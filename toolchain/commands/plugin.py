@@ -84,7 +84,7 @@ def _print_check(report) -> None:
     lib = report.library
     click.echo(f"library   {lib.get('path')} ({lib.get('registration')} registration)\n          sha256 {lib.get('sha256')}")
     for c in report.checks:
-        click.echo(f"{mark(c.ok)}  {c.name}" + (f": {c.detail}" if c.detail else ""))
+        click.echo(f"{mark(c.passed)}  {c.name}" + (f": {c.detail}" if c.detail else ""))
     for n in report.nodes:
         attrs = ", ".join(f"{k}={v}" for k, v in n.attributes.items())
         line = f"{mark(n.accepted)}  node {n.name} ({attrs})"

@@ -294,7 +294,7 @@ def plugin_check(p: Pipeline, record: StepResult, args: dict) -> None:
     record.details = report.to_dict()
     if not report.passed:
         raise ToolchainError(f"plugin check failed: {report.failure()}")
-    parsed = [c for c in report.checks if "parser" in c.name and c.ok]
+    parsed = [c for c in report.checks if "parser" in c.name and c.passed]
     record.summary = (f"{report.tensorrt['module']} {report.tensorrt['version']}: creator registered, "
                       f"{len(report.nodes)} FusedLRN node(s) accepted"
                       + ("; the real ONNX parser made them plugin layers and a batch-1 engine built" if parsed else ""))
