@@ -9,11 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, candidate, fake_logits, FakeRunner, run_cli, TINY, TINY_ARGS
 from toolchain import backends as registry, options
 from toolchain.bench import harness, provenance, sources, speedup, timing
-from toolchain.errors import MissingDependencyError, ToolchainError
-from toolchain.runners.base import Runner
+from toolchain.errors import ToolchainError
 
 # ---------------------------------------------------------------------- statistics
 
@@ -160,74 +159,26 @@ def test_measure_sizes_windows_from_the_warmup():
 # ---------------------------------------------------------------------- run_benchmark with fake runners
 
 
-class FakeRunner(Runner):
-    """A CPU runner whose logits are a fixed function of the input (``shift`` makes it wrong)."""
-
-    device = "cpu"
-
-    def __init__(self, name, *, shift=0.0, fail_activate=False, max_batch=None, static=None, crash_at=None):
-        super().__init__()
-        self.name = name
-        self.shift, self.fail, self._max, self._static, self.crash_at = shift, fail_activate, max_batch, static, crash_at
-        self.input_shape = (1, 2, 2)
-        self.runs, self.closed, self.prepared = 0, False, []
-
-    def _activate(self):
-        if self.fail == "missing":
-            raise MissingDependencyError("onnxruntime-gpu is not installed")
-        if self.fail:
-            raise ToolchainError("engine cannot load here")
-
-    def _deactivate(self):
-        self.closed = True
-
-    @property
-    def max_batch(self):
-        return self._max
-
-    @property
-    def static_batch(self):
-        return self._static
-
-    def _infer(self, feed):
-        return {"logits": _logits(feed["input"]) + self.shift}
-
-    def _prepare(self, batch_size):
-        self.prepared.append(batch_size)
-
-    def run(self):
-        if self.crash_at == self.io.shape[0]:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore text")
-        self.runs += 1
-        self.output = self.io.device_input
 
 
-def _logits(x):
-    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
-    return np.concatenate([x, -x], axis=1) * 3
 
 
-def _candidate(runner, unavailable=None, mismatch=None):
-    return registry.Candidate(runner.name, registry.REGISTRY["eager-fp32"], "cpu", "fp32", lambda: runner,
-                              unavailable=unavailable, mismatch=mismatch)
 
 
 def _plan(n=8):
     inputs = np.random.default_rng(0).standard_normal((n, 1, 2, 2)).astype(np.float32)
-    return harness.ParityPlan(inputs=inputs, labels=None, source="seeded", reference_outputs={"logits": _logits(inputs)},
+    return harness.ParityPlan(inputs=inputs, labels=None, source="seeded", reference_outputs={"logits": fake_logits(inputs)},
                          reference={"name": "ref"}, min_samples=4)
 
 
-TINY = timing.TimingConfig(warmup_iters=1, warmup_seconds=0, window_iters=3, min_window_iters=3, min_windows=3,
-                       stable_windows=3, max_seconds=0.2)
 
 
 def test_run_benchmark_skips_with_reasons_and_gives_every_row_a_parity_verdict():
     good, wrong = FakeRunner("good", max_batch=4), FakeRunner("wrong", shift=1e-3)
     broken = FakeRunner("broken", fail_activate=True)
     absent = FakeRunner("absent", fail_activate="missing")
-    result = harness.run_benchmark([_candidate(good), _candidate(FakeRunner("missing"), unavailable="no CUDA GPU"),
-                                    _candidate(broken), _candidate(absent), _candidate(wrong)], [1, 4, 8], TINY,
+    result = harness.run_benchmark([candidate(good), candidate(FakeRunner("missing"), unavailable="no CUDA GPU"),
+                                    candidate(broken), candidate(absent), candidate(wrong)], [1, 4, 8], TINY,
                                    parity=_plan(), environment={"cuda_available": False})
     rows = {(m["backend"], m["batch_size"]): m for m in result.measurements}
     assert set(rows) == {("good", 1), ("good", 4), ("wrong", 1), ("wrong", 4), ("wrong", 8)}
@@ -258,7 +209,7 @@ def test_run_benchmark_skips_with_reasons_and_gives_every_row_a_parity_verdict()
 
 def test_a_crashing_runner_is_an_error_and_the_sweep_goes_on():
     crashing, good = FakeRunner("crashing", crash_at=2), FakeRunner("good")
-    result = harness.run_benchmark([_candidate(crashing), _candidate(good)], [1, 2], TINY,
+    result = harness.run_benchmark([candidate(crashing), candidate(good)], [1, 2], TINY,
                               environment={"cuda_available": False})
     assert {(m["backend"], m["batch_size"]) for m in result.measurements} == \
         {("crashing", 1), ("good", 1), ("good", 2)}
@@ -269,7 +220,7 @@ def test_a_crashing_runner_is_an_error_and_the_sweep_goes_on():
 
 def test_static_batch_is_timed_at_its_batch_and_mismatched_weights_are_marked():
     static = FakeRunner("static", static=2)
-    result = harness.run_benchmark([_candidate(static, mismatch="--onnx x was exported from checkpoint abc")], [1, 8],
+    result = harness.run_benchmark([candidate(static, mismatch="--onnx x was exported from checkpoint abc")], [1, 8],
                               TINY, parity=_plan(), environment={"cuda_available": False})
     assert [(m["batch_size"], m["status"]) for m in result.measurements] == [(2, "weights-mismatch")]
     assert result.measurements[0]["parity"]["weights"].startswith("--onnx x")
@@ -318,8 +269,6 @@ def tiny_onnx(tmp_path_factory):
     return export_from_source(folder / "paper64.onnx", variant="paper", image_size=64, num_classes=10).path
 
 
-TINY_ARGS = ("--warmup", "1", "--warmup-seconds", "0", "--window", "3", "--min-window-iters", "3", "--min-windows",
-             "3", "--stable-windows", "3", "--max-seconds", "0.2", "--parity-samples", "4")
 MODEL_ARGS = ("--variant", "paper", "--image-size", "64", "--num-classes", "10")
 
 

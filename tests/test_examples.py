@@ -126,7 +126,7 @@ def test_cpp_classify_keeps_only_the_tensorrt_flow():
 
 
 def test_cpp_host_code_matches_python(tmp_path, selftest):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
 
     engine, _ = fake_build_outputs(tmp_path / "build", classes=("tabby \"cat\"", "dog", "é"))
     manifest = Path(str(engine) + ".manifest.json")
@@ -170,7 +170,7 @@ def test_cpp_sha256_matches_hashlib(tmp_path, selftest):
 
 def _manifest_like(tmp_path: Path) -> dict:
     """A real manifest (as `toolchain build` writes it) with every JSON construct the reader must handle."""
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
 
     engine, _ = fake_build_outputs(tmp_path / "m", classes=("tabby \"cat\"", "back\\slash", "tab\tnew\nline", "é",
                                                            "日本", "emoji 🐈", "/slash"))
@@ -276,7 +276,7 @@ def test_cpp_example_cmake_builds_and_checks_the_manifest(tmp_path):
     """examples/cpp configures through plugins/cmake/toolchain_find_tensorrt.cmake, links the real
     libnvinfer_lean, and its TensorRT flow refuses a wrong version or hash before deserializing."""
     import trtenv
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
 
     cmake = shutil.which("cmake")
     headers = trtenv.header_dirs().get(10)
@@ -353,7 +353,7 @@ def _example():
 
 
 def test_python_example_hashes_an_explicit_plugin_too(tmp_path):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
 
     module = _example()
     engine, plugin = fake_build_outputs(tmp_path / "p")
@@ -390,7 +390,7 @@ def test_python_example_checks_set_input_shape():
 def test_python_example_fails_in_one_line_where_cuda_cannot_start(tmp_path):
     """trt.Runtime crashes the process where CUDA cannot start; the example checks CUDA first."""
     from toolchain.environment import cuda_unavailable
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
 
     if importlib.util.find_spec("tensorrt") is None and importlib.util.find_spec("tensorrt_lean") is None:
         pytest.skip("needs tensorrt or tensorrt_lean")

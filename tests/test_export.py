@@ -8,9 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from torch import nn
 
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli, TINY_META, TinyLRNModel
 from toolchain import lrn_op
 from toolchain.checkpoint import model_from_source
 from toolchain.errors import ToolchainError
@@ -148,27 +147,13 @@ def test_native_lrn_export_matches_torch():
                                rtol=1e-4, atol=1e-5)
 
 
-class _Tiny(nn.Module):
-    """Plain torch.nn.LocalResponseNorm (even size), used twice: unique names, exact body."""
-
-    def __init__(self, size=4):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 6, 3)
-        self.lrn = nn.LocalResponseNorm(size, alpha=0.3, beta=0.8, k=1.5)
-        self.head = nn.Linear(6, 3)
-
-    def forward(self, x):
-        x = self.lrn(self.lrn(self.conv(x)))
-        return self.head(x.mean((2, 3)))
 
 
-TINY_META = {"variant": "tiny", "num_classes": 3, "in_channels": 2, "image_size": 8, "mean": [0.5, 0.5],
-             "std": [0.5, 0.5]}
 
 
 def test_plain_torch_lrn_even_size_and_reuse():
     torch.manual_seed(0)
-    model = _Tiny().eval()
+    model = TinyLRNModel().eval()
     result = export_model(model, TINY_META)
     nodes = _lrn_nodes(result.model)
     assert len(nodes) == 2 and len({n.name for n in nodes}) == 2
@@ -184,13 +169,13 @@ def test_plain_torch_lrn_even_size_and_reuse():
 def test_export_writes_atomically_and_refuses_overwrite(tmp_path):
     torch.manual_seed(0)
     out = tmp_path / "tiny.onnx"
-    export_model(_Tiny(), TINY_META, output=out)
+    export_model(TinyLRNModel(), TINY_META, output=out)
     assert len(_lrn_nodes(load_onnx(out))) == 2
     before = out.read_bytes()
     with pytest.raises(ToolchainError, match="already exists"):
-        export_model(_Tiny(), TINY_META, output=out)
+        export_model(TinyLRNModel(), TINY_META, output=out)
     assert out.read_bytes() == before
-    export_model(_Tiny(size=3), TINY_META, output=out, force=True)
+    export_model(TinyLRNModel(size=3), TINY_META, output=out, force=True)
     assert out.read_bytes() != before
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.onnx"]  # no temp files left
 
@@ -216,7 +201,7 @@ def test_cli_native_refusal_is_one_line(tmp_path, monkeypatch, capsys):
     from toolchain.cli import main
 
     monkeypatch.setattr(checkpoint, "model_from_source",
-                        lambda **kwargs: Checkpoint(model=_Tiny().eval(), meta=dict(TINY_META)))
+                        lambda **kwargs: Checkpoint(model=TinyLRNModel().eval(), meta=dict(TINY_META)))
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--variant", "paper", "--lrn", "native", "-o", str(tmp_path / "n.onnx")])
     assert exit_info.value.code != 0

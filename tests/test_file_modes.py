@@ -46,19 +46,19 @@ def test_atomic_helpers_follow_the_umask(tmp_path, umask022):
 def test_export_and_engine_manifest_are_0644(tmp_path, umask022):
     import torch
 
-    from tests.test_export import TINY_META, _Tiny
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import TINY_META, TinyLRNModel
+    from tests.helpers import fake_build_outputs
     from toolchain.export import export_model
 
     torch.manual_seed(0)
-    export_model(_Tiny(), TINY_META, output=tmp_path / "tiny.onnx")
+    export_model(TinyLRNModel(), TINY_META, output=tmp_path / "tiny.onnx")
     assert _mode(tmp_path / "tiny.onnx") == 0o644
     engine, _ = fake_build_outputs(tmp_path / "e")  # `toolchain build`'s manifest goes through write_manifest
     assert _mode(Path(str(engine) + ".manifest.json")) == 0o644
 
 
 def test_triton_package_is_readable_by_others(tmp_path, umask022):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
     from toolchain.trt.triton import package_triton
 
     engine, _ = fake_build_outputs(tmp_path / "e")
@@ -70,10 +70,10 @@ def test_triton_package_is_readable_by_others(tmp_path, umask022):
 
 
 def test_benchmark_report_files_are_0644(tmp_path, umask022):
-    from tests.test_benchmark import TINY, FakeRunner, _candidate
+    from tests.helpers import TINY, FakeRunner, candidate
     from toolchain.bench import harness
     from toolchain.bench.report import write_benchmark_report
 
-    result = harness.run_benchmark([_candidate(FakeRunner("eager-fp32"))], [1], TINY, environment={"cuda_available": False})
+    result = harness.run_benchmark([candidate(FakeRunner("eager-fp32"))], [1], TINY, environment={"cuda_available": False})
     paths = write_benchmark_report(result, tmp_path / "r")
     assert paths and all(_mode(Path(p)) == 0o644 for p in paths.values()), {k: oct(_mode(Path(p))) for k, p in paths.items()}

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import REPO, repo_files
+
 from toolchain import lrn_op
 from toolchain.errors import MissingDependencyError, ToolchainError
 from toolchain.plugin import LIBRARY_NAMES, build_plugins, default_source_dir, find_nvcc, load_kernel_library
@@ -448,23 +450,13 @@ def test_plugin_shape_rule_on_public_types(major, tmp_path):
 
 # --- CMake: one TensorRT lookup, shared by the plugin and the example ---------------------------
 
-REPO = Path(__file__).resolve().parents[1]
 LOOKUP = REPO / "plugins" / "cmake" / "toolchain_find_tensorrt.cmake"
 
 
 def _cmake_files() -> list[Path]:
-    return [p for p in _repo_files() if p.name == "CMakeLists.txt" or p.suffix == ".cmake"]
+    return [p for p in repo_files() if p.name == "CMakeLists.txt" or p.suffix == ".cmake"]
 
 
-def _repo_files() -> list[Path]:
-    """The checkout's files (tracked and new, not ignored): git's list, else a walk without build trees."""
-    if (REPO / ".git").exists() and shutil.which("git"):
-        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             capture_output=True, text=True)
-        if out.returncode == 0:
-            return [REPO / name for name in out.stdout.split("\0") if name and (REPO / name).is_file()]
-    skip = {".git", ".venv", ".trt", "build", "dist", "runs", "__pycache__", ".pytest_cache", "shared"}
-    return [p for p in REPO.rglob("*") if p.is_file() and not skip & set(p.relative_to(REPO).parts)]
 
 
 def _cmake_code(path: Path) -> str:

@@ -170,10 +170,10 @@ REQUIRED_CHECKS = {
 def test_no_test_double_of_tensorrt_internals():
     """The harness drives the plugin through public interfaces only: TensorRT's internal apiv
     classes change with any release, so nothing in the repository may name them."""
-    from tests.test_plugin_build import REPO, _repo_files
+    from tests.helpers import REPO, repo_files
 
     internal = b"apiv" + b"::"  # spelled apart so this file does not match itself
-    users = [str(p.relative_to(REPO)) for p in _repo_files() if internal in p.read_bytes()]
+    users = [str(p.relative_to(REPO)) for p in repo_files() if internal in p.read_bytes()]
     assert users == []
 
 

@@ -466,7 +466,7 @@ def test_int8_engine_builds_and_passes_int8_parity(quantized, tmp_path):
 
 
 def test_cpu_benchmark_times_the_int8_row_beside_fp32_with_its_verdict(quantized_ort, tmp_path):
-    from tests.test_benchmark import TINY_ARGS
+    from tests.helpers import TINY_ARGS
 
     quantized = {**quantized_ort, "int8": quantized_ort["int8_ort"]}
     out = tmp_path / "bench"
@@ -492,7 +492,7 @@ def test_cpu_benchmark_times_the_int8_row_beside_fp32_with_its_verdict(quantized
 
 def test_cpu_benchmark_refuses_the_tensorrt_file_in_the_onnx_runtime_int8_row(quantized, tmp_path):
     """The default target's placement runs slower than FP32 in ONNX Runtime: the row refuses it, in one line."""
-    from tests.test_benchmark import TINY_ARGS
+    from tests.helpers import TINY_ARGS
 
     refused = run_cli("benchmark", "--checkpoint", quantized["checkpoint"], "--onnx-int8", quantized["int8"],
                       "--backends", "onnxruntime-cpu-int8", "--batch-sizes", "4", *TINY_ARGS, "--out", tmp_path / "b")

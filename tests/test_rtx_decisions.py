@@ -208,7 +208,7 @@ def test_engine_compat_for_rtx_engines():
 
 
 def test_triton_refuses_rtx_engines(tmp_path):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
     from toolchain.trt.triton import package_triton
 
     engine, _ = fake_build_outputs(tmp_path / "e")

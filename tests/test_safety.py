@@ -141,7 +141,7 @@ def test_force_never_lets_an_output_overwrite_an_input(files, case):
 
 
 def test_package_force_never_deletes_the_folder_holding_the_engine_or_a_foreign_folder(tmp_path):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
 
     engine, _ = fake_build_outputs(tmp_path / "e")
     (tmp_path / "e" / "notes.txt").write_text("mine")
@@ -296,7 +296,7 @@ def test_a_read_only_output_is_one_line_before_any_work(files, tmp_path, read_on
     ro.mkdir()
     c, m = files["checkpoint"], files["onnx"]
     if command == "package":
-        from tests.test_trt_manifest import fake_build_outputs
+        from tests.helpers import fake_build_outputs
 
         engine, _ = fake_build_outputs(tmp_path / "e")
     args = {
@@ -334,7 +334,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(files, tmp_path, disk_full, 
 
 
 def test_a_full_disk_while_packaging_is_one_line(tmp_path, monkeypatch):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
 
     engine, _ = fake_build_outputs(tmp_path / "e")
 
@@ -371,10 +371,10 @@ def test_writers_errors_behind_library_exceptions_become_one_line(tmp_path):
 
 
 def _tiny_result():
-    from tests.test_benchmark import TINY, FakeRunner, _candidate
+    from tests.helpers import TINY, FakeRunner, candidate
     from toolchain.bench import harness
 
-    return harness.run_benchmark([_candidate(FakeRunner("eager-fp32"))], [1], TINY, environment={"cuda_available": False})
+    return harness.run_benchmark([candidate(FakeRunner("eager-fp32"))], [1], TINY, environment={"cuda_available": False})
 
 
 def test_benchmark_files_appear_whole_or_not_at_all(tmp_path, monkeypatch):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import assert_one_line_error, run_cli
-from tests.test_trt_manifest import fake_build_outputs
+from tests.helpers import assert_one_line_error, fake_build_outputs, run_cli
 from toolchain.errors import ToolchainError
 from toolchain.io import sha256_file
 from toolchain.trt import manifest as mf

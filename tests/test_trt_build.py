@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, make_lrn_onnx, onnx_info, run_cli
 from toolchain import lrn_op
 from toolchain.errors import MissingDependencyError, ToolchainError
 from toolchain.lrn_op import LRNParams
@@ -23,47 +23,15 @@ from toolchain.trt import compat, manifest as mf, tensorrt_available
 from toolchain.trt.builder import check_outputs
 from toolchain.trt.manifest import make_manifest
 from toolchain.trt.network import check_plugin_took_nodes, find_plugin_layers
-from toolchain.trt.onnx_graph import OnnxInfo, inspect_onnx
+from toolchain.trt.onnx_graph import inspect_onnx
 from toolchain.trt.plan import BuildPlan, plan_build
 from toolchain.trt.compat import BuildOptions
 
 HAVE_TRT = tensorrt_available()[0]
 
 
-def make_lrn_onnx(path, *, dtype="fp16", params=LRNParams(5, 1e-4, 0.75, 1.0), channels=16, hw=7, batch="batch",
-                  namespace=True, with_function=False, metadata=True, lrn_meta="plugin", input_name="input"):
-    """A one-node model: input -> FusedLRN -> logits, built with onnx.helper and the names in toolchain.lrn_op."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    elem = TensorProto.FLOAT16 if dtype == "fp16" else TensorProto.FLOAT
-    attrs = {**params.attributes(), "plugin_version": lrn_op.PLUGIN_VERSION}
-    if namespace:
-        attrs["plugin_namespace"] = lrn_op.PLUGIN_NAMESPACE
-    node = helper.make_node(lrn_op.OP_TYPE, [input_name], ["logits"], name="lrn1", domain=lrn_op.DOMAIN, **attrs)
-    graph = helper.make_graph([node], "lrn", [helper.make_tensor_value_info(input_name, elem, [batch, channels, hw, hw])],
-                              [helper.make_tensor_value_info("logits", elem, [batch, channels, hw, hw])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
-                                                    helper.make_opsetid(lrn_op.DOMAIN, lrn_op.DOMAIN_VERSION)])
-    if with_function:
-        from toolchain.onnx_lrn import make_lrn_function
-
-        model.functions.append(make_lrn_function())
-    if metadata:
-        helper.set_model_props(model, {"toolchain.dtype": dtype, "toolchain.lrn": lrn_meta,
-                                       "toolchain.classes": json.dumps(["a", "b"]), "toolchain.image_size": str(hw),
-                                       "toolchain.in_channels": str(channels)})
-    onnx.save(model, str(path))
-    return path
 
 
-def _info(**overrides) -> OnnxInfo:
-    base = dict(path="m.onnx", sha256="0" * 64, metadata={"image_size": 64, "in_channels": 3},
-                dtype="fp16", dtype_source="metadata", lrn="plugin", input_names=["input"],
-                input_dims=["batch", 3, 64, 64], output_names=["logits"], fused_lrn_nodes=["lrn1", "lrn2"],
-                nodes_without_namespace=[], native_lrn_nodes=0, local_functions=["toolchain:FusedLRN"])
-    base.update(overrides)
-    return OnnxInfo(**base)
 
 
 # ------------------------------------------------------------------ options
@@ -211,7 +179,7 @@ def test_existing_outputs_refused_before_building(tmp_path):
 
 
 def test_plugin_must_take_every_fused_node():
-    info = _info()
+    info = onnx_info()
     check_plugin_took_nodes(info, ["lrn1", "lrn2"], 0, "plugin")
     with pytest.raises(ToolchainError, match="did not find the plugin creator"):
         check_plugin_took_nodes(info, [], 0, "plugin")  # what a function import looks like
@@ -219,7 +187,7 @@ def test_plugin_must_take_every_fused_node():
         check_plugin_took_nodes(info, ["lrn1"], 0, "plugin")
     with pytest.raises(ToolchainError, match="built-in LRN"):
         check_plugin_took_nodes(info, ["lrn1", "lrn2"], 1, "plugin")
-    check_plugin_took_nodes(_info(fused_lrn_nodes=[]), [], 2, "native")
+    check_plugin_took_nodes(onnx_info(fused_lrn_nodes=[]), [], 2, "native")
 
 
 def test_find_plugin_layers_in_inspector_json():
@@ -237,7 +205,7 @@ def test_find_plugin_layers_in_inspector_json():
 def test_manifest_body_is_valid_and_hashes_the_plugin(tmp_path):
     plugin = tmp_path / "libtoolchain_lrn_plugin.so"
     plugin.write_bytes(b"placeholder")
-    info = _info(metadata={"classes": ["x", "y"], "image_size": 64, "mean": [0.5]})
+    info = onnx_info(metadata={"classes": ["x", "y"], "image_size": 64, "mean": [0.5]})
     plan = BuildPlan(options=BuildOptions(max_batch=8), precision=compat.plan_precision("fp16", "10.16.0"),
                      profile=compat.Profile((1, 3, 64, 64), (8, 3, 64, 64), (8, 3, 64, 64)), input_name="input",
                      needs_plugin=True)
@@ -274,7 +242,7 @@ def test_runtime_device_and_cast_rules():
 
 
 def test_runner_reads_profile_batches_from_the_manifest(tmp_path):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
     from toolchain.trt.runtime import TensorRTRunner
 
     engine, _ = fake_build_outputs(tmp_path / "a", min_batch=1, max_batch=16)
@@ -296,11 +264,11 @@ def test_runtime_and_builder_import_no_torch_or_tensorrt():
 
 @pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")
 def test_missing_tensorrt_is_one_line_through_the_cli(tmp_path):
-    from tests.test_trt_runtime import _hide
+    from tests.helpers import hide_modules
 
     onnx_path = make_lrn_onnx(tmp_path / "x.onnx")
     result = run_cli("build", onnx_path, "-o", tmp_path / "x.engine",
-                     env=_hide(tmp_path / "h", "tensorrt_lean", "tensorrt_rtx"))
+                     env=hide_modules(tmp_path / "h", "tensorrt_lean", "tensorrt_rtx"))
     assert_one_line_error(result, "no TensorRT builder is installed", "pip install tensorrt-rtx")
     assert result.code == MissingDependencyError.exit_code
     assert not any(p.name.startswith("x.engine") for p in tmp_path.iterdir())  # nothing half-written
@@ -308,7 +276,7 @@ def test_missing_tensorrt_is_one_line_through_the_cli(tmp_path):
 
 @pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")
 def test_missing_tensorrt_runner_error(tmp_path, monkeypatch):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
     from toolchain.trt.runtime import TensorRTRunner
 
     monkeypatch.setitem(sys.modules, "tensorrt_lean", None)  # as on a machine without the lean runtime either

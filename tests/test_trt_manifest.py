@@ -6,41 +6,13 @@ import json
 
 import pytest
 
+from tests.helpers import fake_build_outputs
+
 from toolchain.errors import ToolchainError
 from toolchain.io import sha256_file
 from toolchain.trt import compat, manifest as mf
 
 
-def fake_build_outputs(folder, *, min_batch=1, opt_batch=8, max_batch=16, plugin=True, classes=("cat", "dog", "eel"),
-                       tensorrt="10.16.0.32", cc="9.0", force=False):
-    """A placeholder engine file (NOT a TensorRT engine: just bytes to hash and copy), a
-    placeholder plugin library and a manifest for them, as `toolchain build` would write."""
-    folder.mkdir(parents=True, exist_ok=True)
-    engine = folder / "model.engine"
-    engine.write_bytes(b"placeholder engine bytes, not a TensorRT plan\n" * 10)
-    plugin_path = None
-    if plugin:
-        plugin_path = folder / "libtoolchain_lrn_plugin.so"
-        plugin_path.write_bytes(b"placeholder plugin library, not an ELF file\n")
-    profile = {"min": [min_batch, 3, 64, 64], "opt": [opt_batch, 3, 64, 64], "max": [max_batch, 3, 64, 64]}
-    batch_dim = -1 if min_batch != max_batch else min_batch
-    body = {
-        "created": mf.utc_now(),
-        "toolchain_version": "0.1.0",
-        "engine": {"file": engine.name, "sha256": sha256_file(engine), "bytes": engine.stat().st_size},
-        "onnx": {"file": str(folder / "model.onnx"), "sha256": "0" * 64, "fused_lrn_nodes": 2},
-        "plugin": ({"file": str(plugin_path), "name": plugin_path.name, "sha256": sha256_file(plugin_path),
-                    "creator": {"name": "FusedLRN", "version": "1", "namespace": "toolchain"}} if plugin else None),
-        "model": {"variant": "paper", "classes": list(classes), "image_size": 64, "in_channels": 3,
-                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        "environment": {"tensorrt": tensorrt, "cuda_runtime": "12.9", "gpu": {"name": "NVIDIA H100", "compute_capability": cc}},
-        "build": {"precision": "fp16", "lrn": "plugin" if plugin else "native", "profile": {"input": profile}},
-        "io": {"inputs": [{"name": "input", "dtype": "float32", "shape": [batch_dim, 3, 64, 64], "profile": profile}],
-               "outputs": [{"name": "logits", "dtype": "float32", "shape": [batch_dim, len(classes)]}]},
-        "layers": {"file": engine.name + ".layers.json"},
-    }
-    mf.write_manifest(engine, body, force=force)
-    return engine, plugin_path
 
 
 def test_manifest_round_trip_and_paths(tmp_path):

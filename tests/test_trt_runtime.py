@@ -10,9 +10,7 @@ import types
 
 import pytest
 
-from tests.helpers import assert_one_line_error, run_cli
-from tests.test_trt_build import make_lrn_onnx
-from tests.test_trt_manifest import fake_build_outputs
+from tests.helpers import assert_one_line_error, fake_build_outputs, hide_modules, make_lrn_onnx, run_cli
 from toolchain import lrn_op
 from toolchain.errors import MissingDependencyError, ToolchainError
 from toolchain.trt import compat, cuda_io as bk, runtime as rt
@@ -64,7 +62,7 @@ def test_graph_cache_is_an_lru_that_destroys_what_leaves():
 
 
 def test_registry_passes_the_plugin_to_plugin_engines_only(tmp_path):
-    from tests.test_trt_manifest import fake_build_outputs
+    from tests.helpers import fake_build_outputs
     from toolchain.backends import Context, Files, select
 
     plugin_engine, _ = fake_build_outputs(tmp_path / "p")
@@ -259,11 +257,11 @@ def test_parser_gets_the_model_without_the_local_function(tmp_path):
 
 
 def test_plugin_check_hint_points_at_the_nodes_and_the_library():
-    from tests.test_trt_build import _info
+    from tests.helpers import onnx_info
     from toolchain.trt.network import check_plugin_took_nodes
 
     with pytest.raises(ToolchainError) as info:
-        check_plugin_took_nodes(_info(), [], 0, "plugin")
+        check_plugin_took_nodes(onnx_info(), [], 0, "plugin")
     line = info.value.one_line()
     assert "plugin_namespace" in line and "toolchain plugin build" in line and "ENABLE_PLUGIN_OVERRIDE" not in line
 
@@ -300,20 +298,13 @@ def test_a_version_compatible_engine_loads_no_plugin_file(tmp_path):
     assert runner._plugin_to_load(manifest) is None and "not loaded" in runner.compat_notes[0]
 
 
-def _hide(tmp_path, *modules):
-    """PYTHONPATH that makes ``import MODULE`` fail, as on a machine without it."""
-    folder = tmp_path / "hidden"
-    for module in modules:
-        (folder / module).mkdir(parents=True, exist_ok=True)
-        (folder / module / "__init__.py").write_text(f"raise ImportError('{module} is hidden in this test')\n")
-    return {"PYTHONPATH": str(folder)}
 
 
 @pytest.mark.skipif(not HAVE_LEAN or HAVE_FULL_TRT, reason="needs tensorrt_lean without the full tensorrt")
 def test_lean_only_build_says_building_needs_full_tensorrt(tmp_path):
     onnx_path = make_lrn_onnx(tmp_path / "x.onnx")
     result = run_cli("build", onnx_path, "-o", tmp_path / "x.engine", "--version-compatible",
-                     env=_hide(tmp_path.parent / f"{tmp_path.name}-hidden", "tensorrt_rtx"))
+                     env=hide_modules(tmp_path.parent / f"{tmp_path.name}-hidden", "tensorrt_rtx"))
     assert_one_line_error(result, "building an engine needs a TensorRT builder", "tensorrt_lean 11.4")
     assert result.code == MissingDependencyError.exit_code
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.onnx"]  # nothing half-written
@@ -342,7 +333,7 @@ def test_runner_uses_the_lean_runtime_when_full_tensorrt_is_absent(tmp_path):
 
     code = "from toolchain.trt import import_tensorrt; print(import_tensorrt(lean_ok=True).__name__)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**__import__("os").environ, **_hide(tmp_path, "tensorrt")})
+                          env={**__import__("os").environ, **hide_modules(tmp_path, "tensorrt")})
     assert proc.returncode == 0 and proc.stdout.strip() == "tensorrt_lean", proc.stderr
 
 
