@@ -76,7 +76,7 @@ def snapshot(folder) -> dict:
 
 
 def fake_build_outputs(folder, *, min_batch=1, opt_batch=8, max_batch=16, plugin=True, classes=("cat", "dog", "eel"),
-                       tensorrt="10.16.0.32", cc="9.0", force=False):
+                       tensorrt="10.16.0.32", cc="9.0", force=False, precision="fp16", quant_target=None):
     """A placeholder engine file (NOT a TensorRT engine: just bytes to hash and copy), a
     placeholder plugin library and a manifest for them, as `toolchain build` would write."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,10 +95,11 @@ def fake_build_outputs(folder, *, min_batch=1, opt_batch=8, max_batch=16, plugin
         "onnx": {"file": str(folder / "model.onnx"), "sha256": "0" * 64, "fused_lrn_nodes": 2},
         "plugin": ({"file": str(plugin_path), "name": plugin_path.name, "sha256": sha256_file(plugin_path),
                     "creator": {"name": "FusedLRN", "version": "1", "namespace": "toolchain"}} if plugin else None),
-        "model": {"variant": "paper", "classes": list(classes), "image_size": 64, "in_channels": 3,
-                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        "model": {"variant": "paper", "classes": list(classes), "num_classes": len(classes), "image_size": 64,
+                  "in_channels": 3, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                  **({"precision": "int8", "quant_target": quant_target} if quant_target else {})},
         "environment": {"tensorrt": tensorrt, "cuda_runtime": "12.9", "gpu": {"name": "NVIDIA H100", "compute_capability": cc}},
-        "build": {"precision": "fp16", "lrn": "plugin" if plugin else "native", "profile": {"input": profile}},
+        "build": {"precision": precision, "lrn": "plugin" if plugin else "native", "profile": {"input": profile}},
         "io": {"inputs": [{"name": "input", "dtype": "float32", "shape": [batch_dim, 3, 64, 64], "profile": profile}],
                "outputs": [{"name": "logits", "dtype": "float32", "shape": [batch_dim, len(classes)]}]},
         "layers": {"file": engine.name + ".layers.json"},

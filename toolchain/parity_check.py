@@ -80,8 +80,17 @@ def prepare(request: ParityRequest) -> Prepared:
         raise ToolchainError("--fused-lrn runs LRN through the CUDA kernel, and --device is the CPU",
                              hint="pass --device cuda on a machine with a GPU, or leave --fused-lrn out")
     artifacts: dict = {}
-    artifact = read_artifact(backend, files.get(backend.reads), artifacts)
-    described = artifact
+    reference: dict = {}  # the eager model, loaded once the candidate is known to run here
+
+    def model_factory():
+        return copy.deepcopy(reference["model"])
+
+    ctx = Context(model_factory=model_factory, files=files, include_compile=True,
+                  device="cuda" if str(request.device).startswith("cuda") else "cpu")
+    (candidate,) = select([backend.name], ctx, artifacts=artifacts)
+    if candidate.unavailable:
+        raise MissingDependencyError(f"{backend.name} cannot run here: {candidate.unavailable}")
+    described = candidate.artifact
     if described is None:  # an eager candidate: a file given beside it can still describe the model
         for reads, path in ((reads, files.get(reads)) for reads in FILE_FLAGS):
             if path is not None:
@@ -92,19 +101,15 @@ def prepare(request: ParityRequest) -> Prepared:
     ref = load_reference(checkpoint=request.checkpoint, variant=request.variant, onnx_meta=file_meta,
                          image_size=request.image_size, num_classes=request.num_classes,
                          in_channels=request.in_channels)
+    reference["model"] = ref.model
     meta = {**file_meta, **ref.meta}  # the split and dataset come from the checkpoint when there is one
-    if request.verify_weights and isinstance(artifact, OnnxArtifact):
+    if request.verify_weights and isinstance(candidate.artifact, OnnxArtifact):
         from toolchain.weights import verify_onnx_weights
 
-        verify_onnx_weights(ref.model, artifact.path, onnx_label=f"{backend.flag} {artifact.path}",
+        verify_onnx_weights(ref.model, candidate.artifact.path, onnx_label=f"{backend.flag} {candidate.artifact.path}",
                             reference_label=f"checkpoint {request.checkpoint}" if request.checkpoint else
                             f"the reference (variant {meta.get('variant')}, weights {meta.get('weights')})")
-    shape = (int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
-    ctx = Context(model_factory=lambda: copy.deepcopy(ref.model), input_shape=shape, files=files,
-                  device="cuda" if str(request.device).startswith("cuda") else "cpu", include_compile=True)
-    (candidate,) = select([backend.name], ctx, artifacts=artifacts)
-    if candidate.unavailable:
-        raise MissingDependencyError(f"{backend.name} cannot run here: {candidate.unavailable}")
+    ctx.input_shape = (int(meta["in_channels"]), int(meta["image_size"]), int(meta["image_size"]))
     what = candidate.artifact.describe() if candidate.artifact is not None else f"the {candidate.name} runner"
     precision, note = resolve_precision(request.precision, candidate.precision, what,
                                         allow_mismatch=request.allow_precision_mismatch)
