@@ -234,6 +234,11 @@ def build_parsed(trt, parsed: ParsedNetwork, plan: BuildPlan, logger, *, load: b
         if int8 is None:  # only reachable if plan_precision's version logic is wrong
             raise ToolchainError(f"TensorRT {trt.__version__} has no INT8 builder flag")
         config.set_flag(int8)
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)
+    if plan.precision.precision == "fp32" and tf32 is not None:
+        # TF32 is on by default for FP32 layers: an "FP32" engine would then be held to FP32 tolerances
+        # while computing with 10-bit mantissas. Off, so FP32 means FP32 (as the eager reference runs).
+        config.clear_flag(tf32)
     if plan.options.workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.options.workspace_mib << 20)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
