@@ -36,7 +36,8 @@ from toolchain.validate import BATCH, IMAGE_SIZE, count, real
 @click.option("--bench-warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--bench-window", type=click.IntRange(min=1), default=None, help="Calls per timing window.")
 @click.option("--include-compile", is_flag=True, help="Also time torch.compile on the CPU.")
-@click.option("--plugin-build-dir", default="build/plugins", show_default=True, type=click.Path(file_okay=False))
+@click.option("--plugin-build-dir", default=None, type=click.Path(file_okay=False),
+              help="CMake build folder of the plugin (default: RUN/plugins, inside --out).")
 @click.option("--cuda-archs", default=None, help='CMake CUDA architectures for the plugin build, e.g. "native".')
 @click.option("--tensorrt-root", type=click.Path(exists=True, file_okay=False), default=None,
               help="TensorRT headers for the plugin build: a prefix with include/ (and lib/), or an include folder "

@@ -9,6 +9,7 @@ One run folder holds everything::
     RUN/parity/           one JSON report per parity check
     RUN/engines/          model-fp16.engine, model-fp16-native.engine, model-int8.engine (+ manifests, layer
                           info), timing cache
+    RUN/plugins/          the CMake build of the LRN kernel and the TensorRT plugin (--plugin-build-dir)
     RUN/benchmark/        benchmark.json, benchmark.md, latency.png, throughput.png
     RUN/REPORT.md         the summary; RUN/pipeline.json: every step's record
 

@@ -28,7 +28,7 @@ class PipelineConfig:
     bench_warmup: int = 10
     bench_window: int | None = None
     include_compile: bool = False
-    plugin_build_dir: str = "build/plugins"
+    plugin_build_dir: str | None = None  # None: RUN/plugins (a run folder holds everything it built)
     cuda_archs: str | None = None
     tensorrt_root: str | None = None   # TensorRT headers (and libraries) for the plugin build
     builder: str = "auto"              # engine builder: auto, full (needs a GPU) or rtx (builds on the CPU)

@@ -46,6 +46,7 @@ class Pipeline:
             "engine_native": self.out / "engines" / "model-fp16-native.engine",
             "timing_cache": self.out / "engines" / "timing.cache", "parity": self.out / "parity",
             "benchmark": self.out / "benchmark", "report": self.out / "REPORT.md", "json": self.out / "pipeline.json",
+            "plugins": Path(config.plugin_build_dir) if config.plugin_build_dir else self.out / "plugins",
         }
 
     # ------------------------------------------------------------------ what the steps share

@@ -400,7 +400,7 @@ STEPS: tuple[Step, ...] = (
     _onnxruntime_parity_step("parity-onnxruntime-int8", "onnx_int8_ort", "int8", "onnxruntime-int8.json",
                              "quantize-int8", "ONNX Runtime CPU INT8 vs eager PyTorch (INT8 tolerances)"),
     Step("plugin-build", "build the LRN kernel and TensorRT plugin libraries", "plugin build",
-         args=lambda p: {"build_dir": p.config.plugin_build_dir, "cuda_archs": p.config.cuda_archs,
+         args=lambda p: {"build_dir": p.paths["plugins"], "cuda_archs": p.config.cuda_archs,
                          "tensorrt_root": p.config.tensorrt_root},
          run=plugin_build, requires=lambda p: nvcc_reason()),
     # Before any long engine build: does the plugin load into this TensorRT (full or lean, no GPU
