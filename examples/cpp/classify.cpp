@@ -122,18 +122,6 @@ std::string dimsToString(nvinfer1::Dims const& dims)
     return out + ")";
 }
 
-std::vector<float> parseFloats(std::string const& text)
-{
-    std::vector<float> out;
-    std::stringstream in(text);
-    std::string item;
-    while (std::getline(in, item, ','))
-    {
-        out.push_back(std::stof(item));
-    }
-    return out;
-}
-
 struct Options
 {
     std::string engine;

@@ -115,18 +115,6 @@ void writeArray(std::string const& path, std::vector<T> const& values)
     }
 }
 
-std::vector<float> floats(std::string const& text)
-{
-    std::vector<float> out;
-    std::stringstream in(text);
-    std::string item;
-    while (std::getline(in, item, ','))
-    {
-        out.push_back(std::stof(item));
-    }
-    return out;
-}
-
 //! MANIFEST IMAGE SIZE CHANNELS: what classify computes before TensorRT, in one JSON line.
 int summary(char** argv)
 {
@@ -211,8 +199,8 @@ int dispatch(int argc, char** argv)
     }
     if (command == "preprocess" && argc == 8)
     {
-        writeArray(argv[7], preprocess(readNetpbm(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), floats(argv[5]),
-                                floats(argv[6])));
+        writeArray(argv[7], preprocess(readNetpbm(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), parseFloats(argv[5]),
+                                parseFloats(argv[6])));
         return 0;
     }
     if (argc == 5)

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <sstream>
 #include <stdexcept>
 #include <utility>
 
@@ -194,6 +195,18 @@ std::vector<float> preprocess(
         }
     }
     return chw;
+}
+
+std::vector<float> parseFloats(std::string const& text)
+{
+    std::vector<float> out;
+    std::stringstream in(text);
+    std::string item;
+    while (std::getline(in, item, ','))
+    {
+        out.push_back(std::stof(item));
+    }
+    return out;
 }
 
 } // namespace classify

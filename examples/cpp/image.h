@@ -25,6 +25,9 @@ Image readNetpbm(std::string const& path);
 //! Antialiased bilinear (triangle filter, widened when shrinking) resize, like Pillow's BILINEAR.
 Image resize(Image const& src, int width, int height);
 
+//! "0.485,0.456,0.406" -> {0.485, 0.456, 0.406} (the --mean/--std lists); throws on a bad number.
+std::vector<float> parseFloats(std::string const& text);
+
 //! The evaluation transform to a CHW float tensor; mean/stdev hold `channels` values.
 std::vector<float> preprocess(
     Image const& image, int size, int channels, std::vector<float> const& mean, std::vector<float> const& stdev);
