@@ -342,8 +342,3 @@ def select(names: Sequence[str], ctx: Context, *, artifacts: dict | None = None)
         out.append(Candidate(row, backend, device, precision, lambda b=backend, r=row, a=artifact: b.make(ctx, r, a),
                              unavailable, artifact))
     return out
-
-
-def file_of(candidate: Candidate, files: Files):
-    """The path ``candidate`` reads (None for eager backends)."""
-    return files.get(candidate.backend.reads)

@@ -37,16 +37,6 @@ def weights_mismatch(reference: dict, artifact: dict, what: str) -> str | None:
     return None
 
 
-def engine_identity(engine_path) -> dict | None:
-    """The weights identity an engine's manifest records (None when there is no readable manifest)."""
-    from toolchain.artifacts import read_engine
-
-    try:
-        return weights_identity(read_engine(engine_path).metadata)
-    except ToolchainError:
-        return None
-
-
 def check_weights(reference: dict | None, sources: dict[str, dict | None], *, allow_mismatch: bool,
                   found: dict[str, str] | None = None) -> dict[str, str]:
     """{artifact: mismatch} over ``sources`` ({"--onnx x.onnx": identity}) and the mismatches already
